@@ -1,0 +1,49 @@
+"""Run every chapter through papermill with small, typed parameters, as CI and users do."""
+from pathlib import Path
+
+import nbformat
+import papermill as pm
+import pytest
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+CHAPTERS = sorted(p.name for p in BOOK.glob("[0-9][0-9]_*.ipynb"))
+
+# Small parameters per chapter: enough to exercise every cell, small enough for CI.
+SMALL = {
+    "01_sobel.ipynb": {"n_images": 1500, "seeds": [0, 1], "k": 10},
+}
+
+
+def _run(chapter: str, tmp_path: Path, parameters: dict) -> nbformat.NotebookNode:
+    out = tmp_path / chapter
+    pm.execute_notebook(str(BOOK / chapter), str(out), parameters=parameters, cwd=str(BOOK),
+                        kernel_name="python3", progress_bar=False)
+    return nbformat.read(out, as_version=4)
+
+
+def test_every_chapter_has_small_parameters():
+    assert CHAPTERS, "no chapter found under book/"
+    assert set(CHAPTERS) == set(SMALL)
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_runs_with_small_parameters(chapter, tmp_path):
+    nb = _run(chapter, tmp_path, SMALL[chapter])
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2, "a chapter shows its results as plots"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_parameters_are_documented(chapter):
+    params = pm.inspect_notebook(str(BOOK / chapter))
+    assert params, f"{chapter} has no cell tagged 'parameters'"
+    undocumented = [name for name, p in params.items() if not p["help"]]
+    assert not undocumented, f"{chapter}: parameters without a '# help' comment: {undocumented}"
+
+
+@pytest.mark.notebook
+def test_wrong_parameter_type_fails_fast_with_a_clear_message(tmp_path):
+    with pytest.raises(pm.PapermillExecutionError, match="parameter 'n_images' must be int, got str"):
+        _run("01_sobel.ipynb", tmp_path, {"n_images": "100"})
