@@ -10,7 +10,9 @@ from dctutor.features import extract_features
 from dctutor.models import alexnet
 from dctutor.shapes import SHAPE_CLASSES, make_shapes
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+from conftest import SHARED_DATA
+
+SHARED = SHARED_DATA / "cifar10-jpeg.tar.gz"
 
 
 def test_shapes_are_deterministic_per_seed_and_balanced():
@@ -102,7 +104,7 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
 
 
 @pytest.mark.realdata
-@pytest.mark.skipif(not SHARED.exists(), reason="../shared/data/cifar10-jpeg.tar.gz is absent")
+@pytest.mark.skipif(not SHARED.exists(), reason="cifar10-jpeg.tar.gz is absent (set DCTUTOR_SHARED_DATA)")
 def test_cifar10_jpeg_folder(tmp_path):
     import tarfile
 
