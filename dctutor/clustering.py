@@ -76,21 +76,35 @@ def pca_whiten(features: np.ndarray | torch.Tensor, dim: int = 256, eps: float =
     has identity covariance on ``features`` except along axes of variance comparable to ``eps``.
     ``faiss.PCAMatrix(d, dim, eigen_power=-0.5)`` (the paper's) does not divide by n: its output is
     ours / sqrt(n) up to each axis's sign (with its ``epsilon = eps * n``), a factor the L2
-    normalisation of :func:`preprocess` removes. ``dim`` is clamped to min(n_samples, n_features).
+    normalisation of :func:`preprocess` removes. ``dim`` is clamped to min(n_samples - 1, n_features):
+    centring removes one degree of freedom, so n points span at most n - 1 directions, and whitening
+    a direction of zero variance would only blow up rounding noise.
     """
     x = _as_matrix(features, "features").cpu().numpy()
     _check_count(dim, "dim", "dim=256 as in the paper")
     n, d = x.shape
-    kept = min(dim, n, d)
+    if n < 2:
+        raise ValueError(f"features has n_samples={n}; PCA needs at least 2 rows (one per image)")
+    kept = min(dim, n - 1, d)
     if kept < dim:
-        warnings.warn(f"dim={dim} asked but min(n_samples={n}, n_features={d}) = {kept}; using dim={kept}",
-                      stacklevel=2)
+        warnings.warn(f"dim={dim} asked but min(n_samples - 1={n - 1}, n_features={d}) = {kept}; "
+                      f"using dim={kept}", stacklevel=2)
     centred = x - x.mean(axis=0, dtype=np.float64).astype(np.float32)
-    cov = (centred.T @ centred).astype(np.float64) / n
-    eigenvalues, eigenvectors = np.linalg.eigh(cov)
+    if n >= d:
+        cov = (centred.T @ centred).astype(np.float64) / n
+        eigenvalues, eigenvectors = np.linalg.eigh(cov)
+        top = np.argsort(eigenvalues)[::-1][:kept]
+        projection = eigenvectors[:, top] / np.sqrt(np.clip(eigenvalues[top], 0.0, None) + eps)
+        return centred @ projection.astype(np.float32)
+    # Fewer points than features: the n x n Gram matrix X X^T / n has the covariance's non-zero
+    # eigenvalues, and an eigenvector u of it gives the principal axis X^T u / sqrt(n l). The projection
+    # of the data on that axis, scaled by 1 / sqrt(l + eps), is u * sqrt(n l / (l + eps)): an n x n
+    # eigendecomposition instead of a d x d one.
+    gram = (centred @ centred.T).astype(np.float64) / n
+    eigenvalues, eigenvectors = np.linalg.eigh(gram)
     top = np.argsort(eigenvalues)[::-1][:kept]
-    projection = eigenvectors[:, top] / np.sqrt(np.clip(eigenvalues[top], 0.0, None) + eps)
-    return centred @ projection.astype(np.float32)
+    variances = np.clip(eigenvalues[top], 0.0, None)
+    return (eigenvectors[:, top] * np.sqrt(n * variances / (variances + eps))).astype(np.float32)
 
 
 def preprocess(features: np.ndarray | torch.Tensor, dim: int = 256, eps: float = 1e-5) -> np.ndarray:

@@ -133,6 +133,20 @@ def test_preprocess_whitens_then_normalises():
     np.testing.assert_allclose(preprocess(torch.from_numpy(features), dim=16), out, atol=1e-5)
 
 
+def test_pca_whiten_with_fewer_points_than_features_matches_the_covariance_route():
+    # n < d takes the n x n Gram matrix route; compare with the d x d covariance computed here
+    rng = np.random.default_rng(4)
+    features = (rng.normal(size=(60, 200)) * np.linspace(5, 0.1, 200)).astype(np.float32)
+    ours = pca_whiten(features, dim=30)
+    centred = features - features.mean(0)
+    eigenvalues, eigenvectors = np.linalg.eigh(centred.T.astype(np.float64) @ centred / 60)
+    top = np.argsort(eigenvalues)[::-1][:30]
+    expected = centred @ (eigenvectors[:, top] / np.sqrt(eigenvalues[top] + 1e-5))
+    sign = np.sign((ours * expected).sum(0))
+    np.testing.assert_allclose(ours * sign, expected, atol=5e-4)
+    np.testing.assert_allclose(np.cov(ours, rowvar=False, bias=True), np.eye(30), atol=1e-3)
+
+
 def test_pca_whiten_matches_faiss_up_to_sqrt_n_and_the_sign_of_each_axis():
     faiss = pytest.importorskip("faiss")
     n = 1000
@@ -147,10 +161,15 @@ def test_pca_whiten_matches_faiss_up_to_sqrt_n_and_the_sign_of_each_axis():
     np.testing.assert_allclose(preprocess(features, dim=8) * sign, normalised, atol=1e-5)
 
 
-def test_dim_is_clamped_with_a_warning():
+def test_dim_is_clamped_to_the_rank_of_the_centred_data_with_a_warning():
     features = np.random.default_rng(2).normal(size=(20, 50))
-    with pytest.warns(UserWarning, match=r"dim=256 asked .* using dim=20"):
-        assert preprocess(features).shape == (20, 20)
+    # 20 centred points span 19 directions: a 20th axis would have zero variance
+    with pytest.warns(UserWarning, match=r"dim=256 asked .*n_samples - 1=19.*using dim=19"):
+        whitened = pca_whiten(features)
+    assert whitened.shape == (20, 19)
+    np.testing.assert_allclose(np.cov(whitened, rowvar=False, bias=True), np.eye(19), atol=1e-3)
+    with pytest.warns(UserWarning, match=r"using dim=3"):  # the feature dimension binds first
+        assert preprocess(features[:, :3]).shape == (20, 3)
 
 
 X = np.random.default_rng(3).normal(size=(100, 4)).astype(np.float32)
@@ -183,6 +202,7 @@ def test_bad_kmeans_input_raises_a_helpful_error(kwargs, error, match):
     (X, 0, "dim=0 must be at least 1"),
     (NAN_X, 2, "features has 1 NaN"),
     (X[0], 2, "features must be a non-empty 2-D array"),
+    (X[:1], 2, r"features has n_samples=1; PCA needs at least 2 rows"),
 ])
 def test_bad_preprocess_input_raises_a_helpful_error(features, dim, match):
     with pytest.raises((ValueError, TypeError), match=match):

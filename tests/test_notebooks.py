@@ -11,6 +11,7 @@ CHAPTERS = sorted(p.name for p in BOOK.glob("[0-9][0-9]_*.ipynb"))
 # Small parameters per chapter: enough to exercise every cell, small enough for CI.
 SMALL = {
     "01_sobel.ipynb": {"n_images": 1500, "seeds": [0, 1], "k": 10},
+    "02_kmeans.ipynb": {"n_images": 500, "k": 30, "n_iter": 10},
 }
 
 
