@@ -54,7 +54,8 @@ def random_init_nmi(dataset: ImageDataset, labels: Mapping[str, np.ndarray], *, 
         features = preprocess(extract_features(model, dataset, layer, device=device, progress=False), dim)
         clusters = kmeans(features, k, seed=seed, device=device).labels
         row = {"seed": seed, "sobel": sobel}
-        row.update({f"nmi_{name}": float(normalized_mutual_info_score(truth, clusters))
+        # The paper's NMI (Sec. 4.1) normalises by sqrt(H(A) H(B)): scikit-learn's "geometric" mean.
+        row.update({f"nmi_{name}": float(normalized_mutual_info_score(truth, clusters, average_method="geometric"))
                     for name, truth in labels.items()})
         rows.append(row)
     return rows
