@@ -1,0 +1,256 @@
+"""How good are the learned features? Linear probes per layer and kNN, always beside random init.
+
+The paper measures its features by training a linear classifier on each frozen convolutional
+layer (Sec. 4.3, Table 1, following Zhang et al.), with hyper-parameters chosen by
+cross-validation on the training set. :func:`linear_probe` does the same at small scale: each
+conv layer is average-pooled to a few thousand dimensions (the reference code pools to about 9k
+for 224-px inputs), standardised with the training statistics, and fed to a softmax classifier
+whose weight decay is chosen on a held-out part of *train*; the test split is only scored.
+:func:`knn_accuracy` is the cheaper cosine k-nearest-neighbour score on the penultimate features.
+A number without a baseline says little, so :func:`compare_with_random` runs the same probes on
+a randomly initialised network of the same architecture.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import ImageDataset, eval_transform
+from .device import pick_device
+from .models import LAYERS, AlexNet
+from .progress import tqdm
+
+CONV_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
+WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2)
+MIN_STEPS = 200
+
+
+def pool_size(channels: int, spatial: int, target_dim: int) -> int:
+    """Side p of the average pool that keeps ``channels * p * p`` near (at most) ``target_dim``."""
+    return max(1, min(spatial, int(math.sqrt(target_dim / channels))))
+
+
+@torch.no_grad()
+def layer_features(model: AlexNet, dataset: ImageDataset, layers: Sequence[str], *, target_dim: int = 4096,
+                   batch_size: int = 256, device: str | torch.device | None = None,
+                   progress: bool = False) -> dict[str, np.ndarray]:
+    """Features of several layers in one forward pass (eval mode, un-augmented inputs).
+
+    Convolutional maps are average-pooled by :func:`pool_size` to about ``target_dim`` values,
+    like :func:`dctutor.features.extract_features` with ``pool``, but one pass serves all layers.
+    """
+    for name in layers:
+        model.layer(name)
+    dev = pick_device(device)
+    was_training = model.training
+    model.eval().to(dev)
+    to_input = eval_transform()
+    chunks: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    last = max(LAYERS.index(name) for name in layers)
+    for start in tqdm(range(0, len(dataset), batch_size), desc="probe features", disable=not progress, leave=False):
+        x = to_input(dataset.images[start:start + batch_size].to(dev))
+        if model.sobel is not None:
+            x = model.sobel(x)
+        blocks = list(model.features.named_children()) + [("flatten", None)] + list(model.classifier.named_children())
+        for block_name, block in blocks:
+            x = torch.flatten(x, 1) if block is None else block(x)
+            if block_name in chunks:
+                out = x
+                if out.dim() == 4:
+                    out = F.adaptive_avg_pool2d(out, pool_size(out.shape[1], out.shape[-1], target_dim))
+                chunks[block_name].append(out.flatten(1).float().cpu())
+            if block_name in LAYERS and LAYERS.index(block_name) == last:
+                break
+    model.train(was_training)
+    return {name: torch.cat(parts).numpy() for name, parts in chunks.items()}
+
+
+def _fit_softmax(x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float, epochs: int, lr: float,
+                 seed: int, min_steps: int = MIN_STEPS) -> torch.nn.Linear:
+    gen = torch.Generator().manual_seed(seed)
+    clf = torch.nn.Linear(x.shape[1], n_classes)
+    torch.nn.init.zeros_(clf.weight)
+    torch.nn.init.zeros_(clf.bias)
+    opt = torch.optim.Adam(clf.parameters(), lr=lr, weight_decay=weight_decay)
+    # Small training sets get extra passes: at least min_steps steps, or Adam stops far from the optimum.
+    passes = max(epochs, math.ceil(min_steps / math.ceil(len(x) / 256)))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, passes * math.ceil(len(x) / 256))
+    for _ in range(passes):
+        for idx in torch.randperm(len(x), generator=gen).split(256):
+            loss = F.cross_entropy(clf(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    return clf
+
+
+def _accuracy(clf: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((clf(x).argmax(1) == y).float().mean())
+
+
+def _standardise(train: np.ndarray, *others: np.ndarray) -> list[torch.Tensor]:
+    mean, std = train.mean(0), train.std(0) + 1e-6
+    return [torch.from_numpy((a - mean) / std).float() for a in (train, *others)]
+
+
+def probe_features(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, *,
+                   epochs: int = 10, lr: float = 1e-3, weight_decays: Sequence[float] = WEIGHT_DECAYS,
+                   holdout: float = 0.1, seed: int = 0, min_steps: int = MIN_STEPS) -> dict:
+    """Train a softmax classifier on ``train_x`` and score it on ``test_x``.
+
+    The weight decay is chosen among ``weight_decays`` by accuracy on a random ``holdout``
+    fraction of train (Sec. 4.3: "cross-validation on the training set"); the classifier is then
+    refitted on all of train with that choice. Each fit runs ``epochs`` passes of Adam with a cosine
+    schedule, and at least ``min_steps`` steps. Returns test/holdout accuracy and the choice.
+    """
+    if not 0 < holdout < 1:
+        raise ValueError(f"holdout={holdout} must be a fraction in (0, 1), e.g. 0.1")
+    n_classes = int(max(train_y.max(), test_y.max())) + 1
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(train_x))
+    n_hold = max(1, int(round(holdout * len(train_x))))
+    fit, hold = order[n_hold:], order[:n_hold]
+    fx, hx = _standardise(train_x[fit], train_x[hold])
+    fy, hy = torch.from_numpy(train_y[fit]).long(), torch.from_numpy(train_y[hold]).long()
+    scores = {wd: _accuracy(_fit_softmax(fx, fy, n_classes, wd, epochs, lr, seed, min_steps), hx, hy)
+              for wd in weight_decays}
+    best = max(scores, key=lambda wd: (scores[wd], -wd))
+    ax, tx = _standardise(train_x, test_x)
+    clf = _fit_softmax(ax, torch.from_numpy(train_y).long(), n_classes, best, epochs, lr, seed, min_steps)
+    return {"accuracy": _accuracy(clf, tx, torch.from_numpy(test_y).long()), "holdout_accuracy": scores[best],
+            "weight_decay": best, "dim": int(train_x.shape[1])}
+
+
+def _check_labelled(ds: ImageDataset, name: str) -> None:
+    if not isinstance(ds, ImageDataset):
+        raise TypeError(f"{name} must be a dctutor ImageDataset, got {type(ds).__name__}")
+    if bool((ds.targets < 0).any()):
+        raise ValueError(f"{name} has unlabelled images (targets -1); probes need labels, e.g. STL-10 'train'")
+
+
+def linear_probe(model: AlexNet, train_ds: ImageDataset, test_ds: ImageDataset,
+                 layers: Sequence[str] = CONV_LAYERS, *, target_dim: int = 4096, epochs: int = 10,
+                 lr: float = 1e-3, holdout: float = 0.1, seed: int = 0, device: str | torch.device | None = None,
+                 features: tuple[dict, dict] | None = None, min_steps: int = MIN_STEPS) -> list[dict]:
+    """Test accuracy of a linear classifier on each frozen layer of ``model`` (Sec. 4.3, Table 1).
+
+    One row per layer: ``layer``, ``dim`` (after pooling), ``accuracy`` (on ``test_ds``),
+    ``holdout_accuracy`` and ``weight_decay`` (chosen on a ``holdout`` part of ``train_ds``).
+    """
+    _check_labelled(train_ds, "train_ds")
+    _check_labelled(test_ds, "test_ds")
+    if features is None:
+        features = (layer_features(model, train_ds, layers, target_dim=target_dim, device=device),
+                    layer_features(model, test_ds, layers, target_dim=target_dim, device=device))
+    train_f, test_f = features
+    rows = []
+    for layer in layers:
+        row = probe_features(train_f[layer], train_ds.targets.numpy(), test_f[layer], test_ds.targets.numpy(),
+                             epochs=epochs, lr=lr, holdout=holdout, seed=seed, min_steps=min_steps)
+        rows.append({"layer": layer, **row})
+    return rows
+
+
+def knn_from_features(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+                      k: int = 20, chunk: int = 1024) -> float:
+    """Accuracy of a majority vote among the ``k`` most cosine-similar training images."""
+    if not (isinstance(k, int) and 1 <= k <= len(train_x)):
+        raise ValueError(f"k={k!r} must be an int between 1 and the number of training images ({len(train_x)})")
+    train = F.normalize(torch.from_numpy(train_x).float(), dim=1)
+    test = F.normalize(torch.from_numpy(test_x).float(), dim=1)
+    labels = torch.from_numpy(train_y).long()
+    n_classes = int(max(train_y.max(), test_y.max())) + 1
+    correct = 0
+    for start in range(0, len(test), chunk):
+        nearest = (test[start:start + chunk] @ train.T).topk(k, dim=1).indices
+        votes = F.one_hot(labels[nearest], n_classes).sum(1)
+        correct += int((votes.argmax(1) == torch.from_numpy(test_y[start:start + chunk])).sum())
+    return correct / len(test)
+
+
+def knn_accuracy(model: AlexNet, train_ds: ImageDataset, test_ds: ImageDataset, k: int = 20, layer: str = "fc7",
+                 *, device: str | torch.device | None = None) -> float:
+    """Cosine kNN accuracy on ``test_ds`` with ``layer`` features of ``train_ds`` as the memory."""
+    _check_labelled(train_ds, "train_ds")
+    _check_labelled(test_ds, "test_ds")
+    train_f = layer_features(model, train_ds, [layer], device=device)[layer]
+    test_f = layer_features(model, test_ds, [layer], device=device)[layer]
+    return knn_from_features(train_f, train_ds.targets.numpy(), test_f, test_ds.targets.numpy(), k)
+
+
+def polarity_labels(images: torch.Tensor, margin: int = 4) -> np.ndarray:
+    """1 where the centre of an image is brighter than its border, else 0: a contrast "label".
+
+    The Sobel layer removes colour but keeps the sign of every edge, so whether an object is
+    lighter or darker than its background survives it. On ``shapes`` (half the shapes are light
+    on dark, half dark on light) clusters that agree with this label follow contrast, not shape.
+    """
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise ValueError(f"images must be a uint8 (N, 3, H, W) tensor, got {images.dtype} {tuple(images.shape)}")
+    gray = images.float().mean(dim=1)
+    side = gray.shape[-1]
+    centre = gray[:, side // 2 - margin:side // 2 + margin, side // 2 - margin:side // 2 + margin].mean((1, 2))
+    border = torch.cat([gray[:, :margin].flatten(1), gray[:, -margin:].flatten(1)], dim=1).mean(1)
+    return (centre > border).long().numpy()
+
+
+def same_polarity(dataset: ImageDataset) -> ImageDataset:
+    """``dataset`` with every dark-on-light image inverted, so all objects are light on dark.
+
+    Removes the contrast shortcut that :func:`polarity_labels` measures, keeping everything else.
+    """
+    images = dataset.images.clone()
+    dark = torch.from_numpy(polarity_labels(dataset.images) == 0).to(images.device)
+    images[dark] = 255 - images[dark]
+    return ImageDataset(images, dataset.targets, dataset.classes, dataset.name + " (same polarity)",
+                        dataset.transform)
+
+
+def random_like(model: AlexNet, seed: int = 0) -> AlexNet:
+    """A randomly initialised network with ``model``'s architecture (the baseline of every probe)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = copy.deepcopy(model).cpu()
+        fresh._init_weights()
+        for module in fresh.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.reset_running_stats()
+    return fresh
+
+
+def evaluate_model(model: AlexNet, train_ds: ImageDataset, test_ds: ImageDataset, *,
+                   layers: Sequence[str] = CONV_LAYERS, knn_k: int = 20, target_dim: int = 4096, epochs: int = 10,
+                   seed: int = 0, device: str | torch.device | None = None, min_steps: int = MIN_STEPS) -> dict:
+    """Linear probes on ``layers`` and kNN on fc7 from a single feature pass per split."""
+    _check_labelled(train_ds, "train_ds")
+    _check_labelled(test_ds, "test_ds")
+    wanted = list(dict.fromkeys([*layers, "fc7"]))
+    train_f = layer_features(model, train_ds, wanted, target_dim=target_dim, device=device)
+    test_f = layer_features(model, test_ds, wanted, target_dim=target_dim, device=device)
+    probes = linear_probe(model, train_ds, test_ds, layers, epochs=epochs, seed=seed, features=(train_f, test_f),
+                          min_steps=min_steps)
+    knn = knn_from_features(train_f["fc7"], train_ds.targets.numpy(), test_f["fc7"], test_ds.targets.numpy(), knn_k)
+    return {"probe": {row["layer"]: row for row in probes}, "knn": knn}
+
+
+def compare_with_random(model: AlexNet, train_ds: ImageDataset, test_ds: ImageDataset, *, seed: int = 0,
+                        **kwargs) -> list[dict]:
+    """The same evaluation for ``model`` and for a random-init twin: a table with one row per
+    layer (plus ``knn``), columns ``layer``, ``trained``, ``random``, ``gain`` (accuracy, 0-1)."""
+    results = {name: evaluate_model(net, train_ds, test_ds, seed=seed, **kwargs)
+               for name, net in (("trained", model), ("random", random_like(model, seed)))}
+    rows = [{"layer": layer, "trained": results["trained"]["probe"][layer]["accuracy"],
+             "random": results["random"]["probe"][layer]["accuracy"],
+             "dim": results["trained"]["probe"][layer]["dim"]} for layer in results["trained"]["probe"]]
+    rows.append({"layer": "knn fc7", "trained": results["trained"]["knn"], "random": results["random"]["knn"],
+                 "dim": None})
+    for row in rows:
+        row["gain"] = row["trained"] - row["random"]
+    return rows

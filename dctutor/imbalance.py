@@ -1,0 +1,307 @@
+"""Skewed pseudo-labels and what they do to a classifier (Caron et al., ECCV 2018, Sec. 3.3).
+
+Sec. 3.3 warns that when most images sit in a few clusters the network learns to tell only those
+apart, and that drawing images uniformly over the pseudo-labels (or, equivalently, weighting each
+image's loss by the inverse size of its cluster) prevents it. Chapter 3 measures this:
+
+* :func:`zipf_split` turns balanced-ish pseudo-labels into a training set whose cluster sizes
+  follow a Zipf law (the distribution Sec. 3.3 cites for hashtags) plus a balanced held-out set;
+* :func:`train_head` trains a small classifier on it with one of three ``BALANCES``: plain
+  shuffling, :class:`~dctutor.sampling.UniformLabelSampler`, or
+  :func:`~dctutor.sampling.inverse_frequency_weights`, and scores it on the held-out set after
+  every epoch (:func:`score_predictions`);
+* the ``*_figure`` functions draw the chapter's plots.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+
+from .device import pick_device
+from .sampling import UniformLabelSampler, inverse_frequency_weights
+
+BALANCES = ("shuffle", "uniform", "weighted")
+_COLOURS = {"shuffle": "tab:red", "uniform": "tab:blue", "weighted": "tab:green"}
+_NAMES = {"shuffle": "plain shuffling", "uniform": "UniformLabelSampler", "weighted": "inverse-frequency weights"}
+
+
+def _check_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
+    if not isinstance(labels, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array of cluster ids, got {type(labels).__name__}; "
+                        f"e.g. kmeans(...).labels")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D integer array, got dtype {labels.dtype}, "
+                         f"shape {labels.shape}")
+    if labels.min() < 0:
+        raise ValueError(f"{name} must hold cluster ids >= 0, got {labels.min()}")
+    return labels.astype(np.int64, copy=False)
+
+
+def zipf_sizes(k: int, largest: int, exponent: float) -> np.ndarray:
+    """Cluster sizes ``round(largest / r**exponent)`` for ranks r = 1..k, each at least 1.
+
+    ``exponent=0`` gives k equal clusters; 1 is Zipf's law; 2 is heavier: with 10 clusters the
+    largest then holds more than half of the images.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    if isinstance(largest, bool) or not isinstance(largest, (int, np.integer)) or largest < 1:
+        raise ValueError(f"largest must be a positive int (images in the biggest cluster), got {largest!r}")
+    if isinstance(exponent, bool) or not isinstance(exponent, (int, float)) or not 0 <= exponent <= 10:
+        raise ValueError(f"exponent must be a number in [0, 10] (1 is Zipf's law), got {exponent!r}")
+    ranks = np.arange(1, k + 1, dtype=np.float64)
+    return np.maximum(1, np.round(largest * ranks ** -float(exponent))).astype(np.int64)
+
+
+@dataclass
+class ZipfSplit:
+    """Indices of a Zipf-skewed training set and a balanced held-out set (see :func:`zipf_split`).
+
+    ``ranking[r]`` is the cluster id of rank r (0 = largest training cluster); ``train_sizes`` are
+    the training images per cluster id.
+    """
+
+    train: np.ndarray
+    test: np.ndarray
+    ranking: np.ndarray
+    train_sizes: np.ndarray
+    test_per_cluster: int
+
+    def largest_share(self) -> float:
+        """Fraction of the training images in the largest cluster."""
+        return float(self.train_sizes.max() / self.train_sizes.sum())
+
+
+def zipf_split(labels: np.ndarray, exponent: float, largest: int, test_per_cluster: int,
+               seed: int = 0) -> ZipfSplit:
+    """Hold out ``test_per_cluster`` images of every cluster, then keep a Zipf-sized training set.
+
+    Clusters are ranked by size (largest first, ties by id); the cluster of rank r keeps
+    ``zipf_sizes(k, largest, exponent)[r]`` of its remaining images, or all of them if it has
+    fewer. The held-out set is balanced, so a classifier that favours the big clusters cannot hide
+    it there. Every cluster must have more than ``test_per_cluster`` images.
+    """
+    labels = _check_labels(labels)
+    if isinstance(test_per_cluster, bool) or not isinstance(test_per_cluster, (int, np.integer)) \
+            or test_per_cluster < 1:
+        raise ValueError(f"test_per_cluster must be a positive int, got {test_per_cluster!r}")
+    k = int(labels.max()) + 1
+    sizes = np.bincount(labels, minlength=k)
+    if sizes.min() <= test_per_cluster:
+        raise ValueError(f"cluster {int(sizes.argmin())} has {sizes.min()} images, not more than "
+                         f"test_per_cluster={test_per_cluster}; lower test_per_cluster or k, or use more images")
+    targets = zipf_sizes(k, largest, exponent)
+    ranking = np.lexsort((np.arange(k), -sizes))
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for rank, cluster in enumerate(ranking):
+        members = rng.permutation(np.flatnonzero(labels == cluster))
+        test.append(members[:test_per_cluster])
+        train.append(members[test_per_cluster:test_per_cluster + targets[rank]])
+    train_idx, test_idx = np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+    return ZipfSplit(train_idx, test_idx, ranking, np.bincount(labels[train_idx], minlength=k),
+                     int(test_per_cluster))
+
+
+def score_predictions(truth: np.ndarray, predicted: np.ndarray, k: int, largest: int) -> dict:
+    """Per-cluster accuracy and the predicted-label histogram of one evaluation.
+
+    Returns ``per_cluster_accuracy`` (k floats, NaN for ids absent from ``truth``),
+    ``balanced_accuracy`` (their mean), ``predicted_counts`` (k ints), ``largest_share`` (fraction
+    of predictions that are cluster ``largest``) and ``n_predicted`` (distinct ids predicted).
+    """
+    truth, predicted = _check_labels(truth, "truth"), _check_labels(predicted, "predicted")
+    if len(truth) != len(predicted):
+        raise ValueError(f"truth has {len(truth)} labels but predicted has {len(predicted)}")
+    hits = np.bincount(truth, weights=truth == predicted, minlength=k)[:k]
+    totals = np.bincount(truth, minlength=k)[:k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_cluster = np.where(totals > 0, hits / totals, np.nan)
+    counts = np.bincount(predicted, minlength=k)[:k]
+    return {"per_cluster_accuracy": per_cluster, "balanced_accuracy": float(np.nanmean(per_cluster)),
+            "predicted_counts": counts, "largest_share": float(counts[largest] / len(predicted)),
+            "n_predicted": int(np.count_nonzero(counts))}
+
+
+@dataclass
+class HeadRun:
+    """One :func:`train_head` run: its settings and one :func:`score_predictions` row per epoch."""
+
+    balance: str
+    seed: int
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1]
+
+    def curve(self, key: str) -> np.ndarray:
+        """``key`` (e.g. ``"balanced_accuracy"``) over epochs."""
+        return np.array([row[key] for row in self.history])
+
+
+def head(in_dim: int, k: int, hidden: int = 256) -> nn.Sequential:
+    """The classifier: linear-ReLU-linear, a two-layer stand-in for the convnet's fc layers."""
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, k))
+
+
+def train_head(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, k: int, *,
+               balance: str = "uniform", epochs: int = 10, batch_size: int = 64, lr: float = 0.01,
+               hidden: int = 256, seed: int = 0, device: str | torch.device | None = None) -> HeadRun:
+    """Train :func:`head` on ``(x_train, y_train)`` and score it on the held-out set after every epoch.
+
+    ``balance`` chooses how the skew of ``y_train`` is handled (Sec. 3.3): ``"shuffle"`` draws
+    every image once per epoch in random order; ``"uniform"`` draws as many images per epoch from
+    :class:`UniformLabelSampler` (equal share per cluster); ``"weighted"`` shuffles but weights each
+    image's cross-entropy by :func:`inverse_frequency_weights`. All three take the same number of
+    SGD steps (momentum 0.9) from the same initialisation for a given ``seed``. Inputs are
+    standardised with the training set's per-dimension mean and standard deviation.
+    """
+    if balance not in BALANCES:
+        raise ValueError(f"balance={balance!r} is unknown; use one of {list(BALANCES)}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("hidden", hidden), ("k", k)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    y_train, y_test = _check_labels(y_train, "y_train"), _check_labels(y_test, "y_test")
+    if max(y_train.max(), y_test.max()) >= k:
+        raise ValueError(f"labels go up to {max(y_train.max(), y_test.max())} but k={k}; pass the number of clusters")
+    if len(x_train) != len(y_train) or len(x_test) != len(y_test):
+        raise ValueError(f"x and y lengths differ: train {len(x_train)} vs {len(y_train)}, "
+                         f"test {len(x_test)} vs {len(y_test)}")
+    dev = pick_device(device)
+    # Standardise every input dimension with the training statistics, so lr means the same on any features.
+    x_train, x_test = np.asarray(x_train, dtype=np.float32), np.asarray(x_test, dtype=np.float32)
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+    xtr = torch.as_tensor((x_train - mean) / std, device=dev)
+    xte = torch.as_tensor((x_test - mean) / std, device=dev)
+    ytr = torch.as_tensor(y_train, device=dev)
+    weights = inverse_frequency_weights(y_train).to(dev) if balance == "weighted" else torch.ones(len(ytr), device=dev)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = head(xtr.shape[1], k, hidden).to(dev)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    sampler = UniformLabelSampler(y_train, generator=gen)
+    largest = int(np.bincount(y_train, minlength=k).argmax())
+    run = HeadRun(balance, seed)
+    with _one_cpu_thread(dev):
+        for _ in range(epochs):
+            model.train()
+            order = torch.tensor(list(sampler)) if balance == "uniform" else torch.randperm(len(ytr), generator=gen)
+            for start in range(0, len(order), batch_size):
+                idx = order[start:start + batch_size].to(dev)
+                losses = nn.functional.cross_entropy(model(xtr[idx]), ytr[idx], reduction="none")
+                loss = (losses * weights[idx]).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            model.eval()
+            with torch.no_grad():
+                predicted = model(xte).argmax(1).cpu().numpy()
+            run.history.append(score_predictions(y_test, predicted, k, largest))
+    return run
+
+
+@contextmanager
+def _one_cpu_thread(dev: torch.device) -> Iterator[None]:
+    """Run on one CPU thread: the head's matrices are so small that a second thread mostly waits,
+    and on a busy machine it makes each step ten times slower. The caller's setting is restored."""
+    if dev.type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def summary_table(runs: Sequence[HeadRun]) -> dict[str, dict[str, float]]:
+    """Mean over seeds of the final epoch's scalar scores, per balance."""
+    table: dict[str, dict[str, float]] = {}
+    for balance in BALANCES:
+        finals = [r.final for r in runs if r.balance == balance]
+        if finals:
+            table[balance] = {key: float(np.mean([f[key] for f in finals]))
+                              for key in ("balanced_accuracy", "largest_share", "n_predicted")}
+    return table
+
+
+def collapse_figure(split: ZipfSplit, runs: Sequence[HeadRun], balances: Sequence[str] = ("shuffle", "uniform")
+                    ) -> plt.Figure:
+    """Three panels along the cluster rank: training sizes, per-cluster held-out accuracy, and the
+    histogram of predicted labels on the balanced held-out set (seeds averaged)."""
+    k = len(split.ranking)
+    ranks = np.arange(1, k + 1)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    axes[0].bar(ranks, split.train_sizes[split.ranking], color="gray")
+    axes[0].set(title="training images per cluster", xlabel="cluster rank", ylabel="images")
+    width = 0.8 / len(balances)
+    for i, balance in enumerate(balances):
+        finals = [r.final for r in runs if r.balance == balance]
+        acc = np.mean([f["per_cluster_accuracy"] for f in finals], axis=0)[split.ranking]
+        counts = np.mean([f["predicted_counts"] for f in finals], axis=0)[split.ranking]
+        offset = (i - (len(balances) - 1) / 2) * width
+        axes[1].bar(ranks + offset, acc, width, color=_COLOURS[balance], label=_NAMES[balance])
+        axes[2].bar(ranks + offset, counts, width, color=_COLOURS[balance], label=_NAMES[balance])
+    axes[1].set(title="held-out accuracy per cluster", xlabel="cluster rank", ylim=(0, 1.02))
+    axes[2].axhline(split.test_per_cluster, color="black", ls="--", lw=1, label="true count")
+    axes[2].set(title="predicted labels (balanced held-out set)", xlabel="cluster rank", ylabel="predictions")
+    axes[2].legend(fontsize=8)
+    for ax in axes:
+        ax.set_xticks(ranks)
+    fig.tight_layout()
+    return fig
+
+
+def curves_figure(runs: Sequence[HeadRun]) -> plt.Figure:
+    """Balanced accuracy and share of predictions in the largest cluster over epochs: one line per
+    seed (thin) and the mean (thick) for every balance, side by side."""
+    metrics = {"balanced_accuracy": "balanced accuracy (held-out)",
+               "largest_share": "predictions in the largest cluster",
+               "n_predicted": "distinct clusters predicted"}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(12, 3.2))
+    for ax, (key, title) in zip(axes, metrics.items()):
+        for balance in BALANCES:
+            curves = np.array([r.curve(key) for r in runs if r.balance == balance])
+            if not len(curves):
+                continue
+            epochs = np.arange(1, curves.shape[1] + 1)
+            ax.plot(epochs, curves.T, color=_COLOURS[balance], lw=0.6, alpha=0.4)
+            ax.plot(epochs, curves.mean(0), color=_COLOURS[balance], lw=2, label=_NAMES[balance])
+        ax.set(title=title, xlabel="epoch")
+    k = len(runs[0].final["predicted_counts"])
+    true_share = axes[1].axhline(1 / k, color="black", ls="--", lw=1, label="true share (balanced set)")
+    axes[1].legend(handles=[true_share], fontsize=8)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def size_trajectories_figure(histories: Mapping[str, Sequence[dict]]) -> plt.Figure:
+    """For DeepCluster runs (``history`` rows with ``sizes`` and ``n_effective``): the sorted cluster
+    sizes of every epoch, one panel per run, and the effective number of clusters over epochs."""
+    fig, axes = plt.subplots(1, len(histories) + 1, figsize=(3.6 * (len(histories) + 1), 3.2))
+    top = max(max(row["sizes"]) for history in histories.values() for row in history)
+    cmap = plt.get_cmap("viridis")
+    for ax, (name, history) in zip(axes, histories.items()):
+        for i, row in enumerate(history):
+            sizes = np.sort(np.asarray(row["sizes"]))[::-1]
+            ax.plot(np.arange(1, len(sizes) + 1), sizes, color=cmap(i / max(1, len(history) - 1)),
+                    lw=1.2, label=f"epoch {row['epoch']}" if i in (0, len(history) - 1) else None)
+        ax.set(title=name, xlabel="cluster rank (sorted by size)", ylabel="images", ylim=(0, 1.05 * top))
+        ax.legend(fontsize=8)
+    for name, history in histories.items():
+        axes[-1].plot([row["epoch"] for row in history], [row["n_effective"] for row in history], marker="o",
+                      label=name)
+    axes[-1].set(title="effectively used clusters", xlabel="epoch", ylim=(0, None))
+    axes[-1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,174 @@
+"""The DeepCluster loop on tiny offline data: columns, learning signal, exact resume, validation."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dctutor.data import load_dataset
+from dctutor.deepcluster import (HISTORY_COLUMNS, DeepClusterConfig, cluster_stats, nmi, train_deepcluster)
+from dctutor.evaluate import same_polarity
+from dctutor.models import alexnet
+
+TIMES = ("time_extract", "time_cluster", "time_train")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_dataset("shapes", n=96, seed=1)
+
+
+def _tiny_config(**overrides) -> DeepClusterConfig:
+    settings = dict(k=6, epochs=1, batch_size=32, pca_dim=16, kmeans_iters=5, seed=3)
+    settings.update(overrides)
+    return DeepClusterConfig(**settings)
+
+
+def _model(k: int = 6, seed: int = 0):
+    return alexnet(k, small_input=True, width=0.125, fc_dim=64, seed=seed)
+
+
+def _strip_times(history):
+    return [{key: value for key, value in row.items() if key not in TIMES} for row in history]
+
+
+def _same_history(a, b) -> bool:
+    a, b = _strip_times(a), _strip_times(b)
+    return len(a) == len(b) and all(
+        all(x[key] == y[key] or (isinstance(x[key], float) and math.isnan(x[key]) and math.isnan(y[key]))
+            for key in x) for x, y in zip(a, b))
+
+
+def test_one_epoch_end_to_end_with_documented_columns(tiny, tmp_path):
+    run = train_deepcluster(_model(), tiny, _tiny_config(), out_dir=tmp_path, device="cpu", progress=False)
+    assert len(run.history) == 1
+    row = run.history[0]
+    assert tuple(row) == HISTORY_COLUMNS
+    assert row["epoch"] == 0 and math.isnan(row["nmi_prev"]) and 0 <= row["nmi_labels"] <= 1
+    assert len(row["sizes"]) == 6 and sum(row["sizes"]) == len(tiny)
+    assert row["n_empty"] == 0 and row["size_min"] == min(row["sizes"]) and row["size_max"] == max(row["sizes"])
+    assert 1 <= row["n_effective"] <= 6
+    assert all(row[key] > 0 for key in TIMES) and np.isfinite(row["loss"])
+    assert run.labels.shape == (len(tiny),) and run.model.top_layer.out_features == 6
+    assert (tmp_path / "checkpoint.pt").is_file() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_history_without_labels_has_nan_nmi(tiny):
+    unlabelled = tiny.subset(np.arange(len(tiny)))
+    unlabelled.targets[:] = -1
+    run = train_deepcluster(_model(), unlabelled, _tiny_config(epochs=2), device="cpu", progress=False)
+    assert all(math.isnan(row["nmi_labels"]) for row in run.history)
+    assert 0 <= run.history[1]["nmi_prev"] <= 1
+
+
+def test_cluster_stats_and_nmi():
+    stats = cluster_stats(np.array([0, 0, 1, 1]), 3)
+    assert stats["sizes"] == [2, 2, 0] and stats["n_empty"] == 1
+    assert stats["n_effective"] == pytest.approx(2.0)
+    assert nmi(np.array([0, 0, 1, 1]), np.array([1, 1, 0, 0])) == pytest.approx(1.0)
+
+
+def test_resume_after_finished_epochs_matches_uninterrupted_run(tiny, tmp_path):
+    full = train_deepcluster(_model(), tiny, _tiny_config(epochs=3), out_dir=tmp_path / "a", device="cpu",
+                             progress=False)
+    train_deepcluster(_model(), tiny, _tiny_config(epochs=1), out_dir=tmp_path / "b", device="cpu", progress=False)
+    resumed = train_deepcluster(_model(), tiny, _tiny_config(epochs=3), out_dir=tmp_path / "b", device="cpu",
+                                progress=False)
+    _assert_same_run(full, resumed)
+
+
+def test_resume_after_a_crash_matches_uninterrupted_run(tiny, tmp_path):
+    full = train_deepcluster(_model(), tiny, _tiny_config(epochs=3), device="cpu", progress=False)
+
+    def crash(history):
+        if len(history) == 2:
+            raise KeyboardInterrupt("killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        train_deepcluster(_model(), tiny, _tiny_config(epochs=3), out_dir=tmp_path, device="cpu", progress=False,
+                          on_epoch_end=crash)
+    # A fresh process: a new model object with another initialisation; everything comes from the checkpoint.
+    resumed = train_deepcluster(_model(seed=99), tiny, _tiny_config(epochs=3), out_dir=tmp_path, device="cpu",
+                                progress=False)
+    _assert_same_run(full, resumed)
+
+
+def _assert_same_run(a, b):
+    assert _same_history(a.history, b.history)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+
+
+def test_resume_with_another_config_or_model_fails(tiny, tmp_path):
+    train_deepcluster(_model(), tiny, _tiny_config(), out_dir=tmp_path, device="cpu", progress=False)
+    with pytest.raises(ValueError, match=r"lr: 0.05 -> 0.1"):
+        train_deepcluster(_model(), tiny, _tiny_config(lr=0.1, epochs=2), out_dir=tmp_path, device="cpu",
+                          progress=False)
+    with pytest.raises(ValueError, match="architecture"):
+        train_deepcluster(alexnet(6, small_input=True, width=0.125, fc_dim=64, sobel=False), tiny,
+                          _tiny_config(epochs=2), out_dir=tmp_path, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="other images"):
+        train_deepcluster(_model(), load_dataset("shapes", n=96, seed=2), _tiny_config(epochs=2),
+                          out_dir=tmp_path, device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("field, value, error, match", [
+    ("k", 1, ValueError, "k=1"), ("epochs", -1, ValueError, "epochs=-1"), ("k", 2.5, TypeError, "k must be an int"),
+    ("lr", 0.0, ValueError, "lr=0.0"), ("momentum", 1.0, ValueError, "momentum"),
+    ("kmeans_backend", "sklearn", ValueError, "kmeans_backend='sklearn' is unknown"),
+    ("uniform_sampling", "yes", TypeError, "uniform_sampling"),
+])
+def test_bad_config_fails_with_the_field_name(field, value, error, match):
+    with pytest.raises(error, match=match):
+        DeepClusterConfig(**{field: value})
+
+
+def test_bad_inputs_fail_before_any_work(tiny, tmp_path, monkeypatch):
+    import dctutor.deepcluster as dc
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("features were extracted before validation")
+
+    monkeypatch.setattr(dc, "extract_features", no_work)
+    with pytest.raises(ValueError, match=r"k=96 but the dataset has only 96 images"):
+        train_deepcluster(_model(), tiny, _tiny_config(k=96), device="cpu")
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        train_deepcluster(_model(), tiny, _tiny_config(), out_dir=a_file, device="cpu")
+    with pytest.raises(ValueError, match="pca_dim=256 exceeds"):
+        train_deepcluster(_model(), tiny, _tiny_config(pca_dim=256), device="cpu")
+    with pytest.raises(TypeError, match="ImageDataset"):
+        train_deepcluster(_model(), tiny.images, _tiny_config(), device="cpu")
+    with pytest.raises(TypeError, match="AlexNet"):
+        train_deepcluster(torch.nn.Linear(2, 2), tiny, _tiny_config(), device="cpu")
+    with pytest.raises(ValueError, match="unknown"):
+        alexnet(6, small_input=True, width=0.125).__class__(6, config="vgg")
+
+
+def test_zero_epochs_returns_the_untouched_model(tiny):
+    model = _model()
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    run = train_deepcluster(model, tiny, _tiny_config(epochs=0), device="cpu", progress=False)
+    assert run.history == [] and run.labels is None
+    assert all(torch.equal(before[key], value) for key, value in run.model.state_dict().items())
+
+
+def test_training_beats_random_init_clustering():
+    """After a few epochs the clusters agree more with the shape labels than the random network's did.
+
+    Epoch 0 clusters the features of the random-init network, so its NMI is the baseline. On raw
+    ``shapes`` training amplifies contrast polarity (light-on-dark vs dark-on-light, which Sobel
+    keeps) instead of shape, so the test uses ``same_polarity``, as chapter 4 does. Measured with
+    these settings (NMI, epoch 0 -> 3): seed 0 0.325 -> 0.381, seed 1 0.307 -> 0.433, seed 2
+    0.327 -> 0.400; the asserted margin is 0.03.
+    """
+    data = same_polarity(load_dataset("shapes", n=1000, seed=0))
+    config = DeepClusterConfig(k=30, epochs=4, batch_size=64, pca_dim=64, train_passes=4, seed=0)
+    run = train_deepcluster(alexnet(30, small_input=True, width=0.25, seed=0), data, config, device="cpu",
+                            progress=False)
+    first, last = run.history[0]["nmi_labels"], run.history[-1]["nmi_labels"]
+    assert last > first + 0.03, [round(r["nmi_labels"], 3) for r in run.history]

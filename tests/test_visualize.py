@@ -1,0 +1,53 @@
+"""Chapter 4's figures: the exact computations behind them, and that each draws."""
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dctutor.data import load_dataset
+from dctutor.models import alexnet
+from dctutor.visualize import (cluster_montage, effective_filters, plot_cluster_sizes, plot_filters, plot_history,
+                               plot_probe, plot_top_images, top_activating)
+
+
+def test_effective_filters_reproduce_sobel_then_conv1():
+    model = alexnet(10, small_input=True, width=0.125, seed=0)
+    x = torch.randn(2, 3, 20, 20)
+    through_layers = F.conv2d(model.sobel(x), model.features.conv1[0].weight)
+    direct = F.conv2d(x, torch.from_numpy(effective_filters(model).copy()))
+    # Equal away from the border, where the Sobel layer's zero padding plays no part.
+    torch.testing.assert_close(through_layers[..., 1:-1, 1:-1], direct, atol=1e-5, rtol=1e-5)
+    filters = effective_filters(model)
+    assert filters.shape == (12, 3, 7, 7) and np.array_equal(filters[:, 0], filters[:, 2])
+
+
+def test_rgb_filters_are_the_weights():
+    model = alexnet(10, sobel=False, small_input=True, width=0.125, seed=0)
+    assert np.array_equal(effective_filters(model), model.features.conv1[0].weight.detach().numpy())
+
+
+def test_top_activating_finds_the_maximum():
+    data = load_dataset("shapes", n=40, seed=0)
+    model = alexnet(10, small_input=True, width=0.125, seed=0)
+    top = top_activating(model, data, [0, 3], top=9)
+    assert top.shape == (2, 9)
+    with torch.no_grad():
+        x = (data.images.float() / 255 - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / \
+            torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+        score = model.eval().activations(x, "conv5")[:, 3].amax(dim=(1, 2))
+    assert int(top[1, 0]) == int(score.argmax())
+
+
+def test_every_figure_draws():
+    data = load_dataset("shapes", n=40, seed=0)
+    model = alexnet(4, small_input=True, width=0.125, seed=0)
+    labels = np.arange(40) % 4
+    history = [{"epoch": e, "loss": 1.0, "nmi_labels": 0.1, "nmi_prev": float("nan") if e == 0 else 0.5,
+                "n_effective": 3.9, "sizes": [10, 10, 10, 10]} for e in range(3)]
+    figures = [plot_history(history), plot_cluster_sizes(history), plot_filters(effective_filters(model)),
+               cluster_montage(data, labels, [0, 2], per_cluster=4),
+               plot_top_images(data, top_activating(model, data, [0, 1]), [0, 1]),
+               plot_probe([{"layer": "conv1", "trained": 0.5, "random": 0.4}])]
+    assert all(len(fig.axes) >= 1 for fig in figures)
