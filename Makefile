@@ -28,7 +28,7 @@ html: $(VENV)/.installed
 # Unit tests, papermill runs of every chapter, and nbval on the committed notebooks.
 # pytest exits 5 when it collects nothing, which fails this target too.
 test: $(VENV)/.installed
-	$(PY) -m pytest tests book --nbval-lax --nbval-current-env --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	$(PY) -m pytest tests book --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 clean:
 	rm -rf _build

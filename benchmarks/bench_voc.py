@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from dctutor.cli import jsonable
 from dctutor.models import alexnet
 from dctutor.transfer import compare_transfer, load_deepcluster_checkpoint
 from dctutor.voc import VOC_CLASSES, VOCClassification
@@ -53,7 +54,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--json", default=None, help="where to save the numbers (no images)")
+    ap.add_argument("--json", default="benchmarks/results/voc_transfer.json",
+                    help="where to save the numbers (no images)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -88,7 +90,7 @@ def main() -> None:
         print(f"| {cls} | " + " | ".join(f"{100 * r['ap'][c]:.1f}" for r in rows) + " |")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+        Path(args.json).write_text(json.dumps(jsonable({"args": vars(args), "rows": rows}), indent=1, allow_nan=False))
 
 
 if __name__ == "__main__":

@@ -112,18 +112,31 @@ def load_dataset(name: str, split: str = "train", *, n: int | None = None, image
     elif kind == "stl10":
         images, labels, classes = _stl10(Path(root), split, download)
     else:
-        from .folder import load_image_folder
-        images, labels, classes = load_image_folder(Path(name[len("folder:"):]), split, size)
+        from .folder import decode_images, image_folder
+        tree = image_folder(Path(name[len("folder:"):]), split)
+        # Pick the subset before decoding: a 20 000-image subset of a large tree decodes only those files.
+        keep = _subset(len(tree.samples), n, seed, name)
+        samples = tree.samples if keep is None else [tree.samples[i] for i in keep]
+        images = decode_images([file for file, _ in samples], size, desc=f"decoding {split}")
+        labels = torch.tensor([target for _, target in samples])
+        return _finish(images, labels, list(tree.classes), name, None, size, seed)
     return _finish(images, labels, classes, name, n, size, seed)
+
+
+def _subset(total: int, n: int | None, seed: int, name: str) -> np.ndarray | None:
+    """Sorted indices of a random subset of ``n`` out of ``total`` (None keeps everything)."""
+    if n is None:
+        return None
+    if n > total:
+        raise ValueError(f"n={n} but {name!r} has only {total} images in this split; lower n")
+    return np.sort(np.random.default_rng(seed).choice(total, n, replace=False))
 
 
 def _finish(images: torch.Tensor, labels: torch.Tensor, classes: list[str], name: str,
             n: int | None, size: int, seed: int) -> ImageDataset:
-    if n is not None:
-        if n > len(images):
-            raise ValueError(f"n={n} but {name!r} has only {len(images)} images in this split; lower n")
-        keep = torch.from_numpy(np.sort(np.random.default_rng(seed).choice(len(images), n, replace=False)))
-        images, labels = images[keep], labels[keep]
+    keep = _subset(len(images), n, seed, name)
+    if keep is not None:
+        images, labels = images[torch.from_numpy(keep)], labels[torch.from_numpy(keep)]
     if images.shape[-1] != size or images.shape[-2] != size:
         images = resize_uint8(images, size)
     return ImageDataset(images.contiguous(), labels, classes, name)

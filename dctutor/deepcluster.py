@@ -35,7 +35,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -108,13 +108,16 @@ class DeepClusterConfig:
 @dataclass
 class DeepClusterRun:
     """What :func:`train_deepcluster` returns: the trained ``model``, the last pseudo-``labels``
-    (None when no epoch ran), the per-epoch ``history`` (columns in the module docstring)."""
+    (None when no epoch ran), the per-epoch ``history`` (columns in the module docstring) and
+    ``labels_per_epoch``, the pseudo-labels of every epoch run by this call (epochs restored from a
+    checkpoint are not in it), for analyses that follow single images across epochs."""
 
     model: AlexNet
     labels: np.ndarray | None
     history: list[dict] = field(default_factory=list)
     config: DeepClusterConfig | None = None
     out_dir: Path | None = None
+    labels_per_epoch: list[np.ndarray] = field(default_factory=list)
 
 
 def _epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
@@ -265,6 +268,7 @@ def train_deepcluster(model: AlexNet, dataset: ImageDataset, config: DeepCluster
     has_labels = bool((truth >= 0).all())
     history: list[dict] = []
     labels: np.ndarray | None = None
+    labels_per_epoch: list[np.ndarray] = []
     start_epoch = 0
     ckpt = out / CHECKPOINT if out is not None else None
     if ckpt is not None and ckpt.exists():
@@ -279,6 +283,9 @@ def train_deepcluster(model: AlexNet, dataset: ImageDataset, config: DeepCluster
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         feats = extract_features(model, dataset, "fc7", batch_size=config.batch_size, device=dev, progress=progress)
+        if not np.isfinite(feats).all():
+            raise FloatingPointError(f"epoch {epoch}: the network's features are no longer finite, so training "
+                                     f"diverged; lower lr (now {config.lr}) and start again in a new out_dir")
         t1 = time.perf_counter()
         result = kmeans(preprocess(feats, config.pca_dim), config.k, n_iter=config.kmeans_iters,
                         seed=config.seed * 1_000_003 + epoch, backend=config.kmeans_backend, device=dev,
@@ -294,15 +301,13 @@ def train_deepcluster(model: AlexNet, dataset: ImageDataset, config: DeepCluster
         row = {key: row[key] for key in HISTORY_COLUMNS}
         history.append(row)
         labels = result.labels
+        labels_per_epoch.append(labels)
         if ckpt is not None:
             _save(ckpt, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                          "history": history, "labels": labels, "config": asdict(config), "arch": _arch(model),
                          "data": {"n": len(dataset), "hash": _fingerprint(dataset)}})
         if on_epoch_end is not None:
             on_epoch_end(history)
-    return DeepClusterRun(model=model, labels=labels, history=history, config=config, out_dir=out)
+    return DeepClusterRun(model=model, labels=labels, history=history, config=config, out_dir=out,
+                          labels_per_epoch=labels_per_epoch)
 
-
-def config_fields() -> list[str]:
-    """Names of the :class:`DeepClusterConfig` fields (the CLI exposes each as an option)."""
-    return [f.name for f in fields(DeepClusterConfig)]

@@ -25,7 +25,7 @@ def _regular(n: int, r_in: float | None = None) -> np.ndarray:
     return np.stack([r * np.cos(t), r * np.sin(t)], 1)
 
 
-def _outline(name: str) -> list[np.ndarray]:
+def outline(name: str) -> list[np.ndarray]:
     """Polygons in a unit box centred at 0; the first is filled, later ones are holes."""
     if name == "circle":
         return [_regular(48)]
@@ -78,7 +78,7 @@ def draw_shape(label: int, rng: np.random.Generator, size: int = 32, clutter: in
     angle = rng.uniform(0, 2 * np.pi)
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     centre = rng.uniform(0.4, 0.6, 2) * big
-    for i, poly in enumerate(_outline(SHAPE_CLASSES[label])):
+    for i, poly in enumerate(outline(SHAPE_CLASSES[label])):
         pts = poly @ rot.T * scale + centre
         pen.polygon([tuple(p) for p in pts], fill=fg if i == 0 else bg)
     return np.asarray(image.resize((size, size), Image.Resampling.BOX))

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from .data import eval_transform
 from .progress import tqdm
-from .shapes import SHAPE_CLASSES, _outline
+from .shapes import SHAPE_CLASSES, outline
 
 # The official order of the VOC challenge (and of torchvision, Detectron, the VOC devkit).
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -206,7 +206,7 @@ def _compose(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[dict
         angle = rng.uniform(0, 2 * np.pi)
         rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
         fg = _colour(rng, not bright_bg)
-        polys = [poly @ rot.T * radius + centre for poly in _outline(shape)]
+        polys = [poly @ rot.T * radius + centre for poly in outline(shape)]
         for i, pts in enumerate(polys):
             xy = [tuple(p) for p in pts]
             if filled:

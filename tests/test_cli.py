@@ -28,6 +28,7 @@ def test_help_lists_the_commands_and_options():
     (["train", "--out", "x", "--epochs", "-1"], "-1 must be >= 0"),
     (["train", "--out", "x", "--k", "ten"], "'ten' is not a whole number"),
     (["train", "--out", "x", "--uniform-sampling", "maybe"], "'maybe' is not true or false"),
+    (["train", "--out", "x", "--small-input", "huge"], "invalid choice: 'huge'"),
     (["train"], "--out"),
 ])
 def test_bad_arguments_exit_with_a_clear_message(argv, message, capsys):

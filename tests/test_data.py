@@ -79,6 +79,20 @@ def test_folder_loads_splits_and_resizes(tmp_path):
     assert data.targets.tolist() == [0, 0, 0, 1, 1, 1]
 
 
+def test_folder_subset_decodes_only_the_kept_files(tmp_path):
+    root = _folder(tmp_path)
+    (root / "train" / "dog" / "3.png").write_bytes(b"not a png")  # the last file in sorted order
+    full = load_dataset(f"folder:{root / 'test'}", image_size=16)
+    part = load_dataset(f"folder:{root / 'test'}", image_size=16, n=4, seed=3)
+    keep = np.sort(np.random.default_rng(3).choice(6, 4, replace=False))
+    assert torch.equal(part.images, full.images[keep]) and part.targets.tolist() == full.targets[keep].tolist()
+    assert 6 not in np.random.default_rng(0).choice(7, 1, replace=False)  # seed 0 skips the broken file
+    train = load_dataset(f"folder:{root}", "train", image_size=16, n=1, seed=0)
+    assert len(train) == 1
+    with pytest.raises(ValueError, match="n=7 but"):
+        load_dataset(f"folder:{root}", "test", n=7)
+
+
 def test_bad_inputs_raise_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'.*shapes"):
         load_dataset("imagenet")

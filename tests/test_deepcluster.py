@@ -75,6 +75,9 @@ def test_resume_after_finished_epochs_matches_uninterrupted_run(tiny, tmp_path):
     resumed = train_deepcluster(_model(), tiny, _tiny_config(epochs=3), out_dir=tmp_path / "b", device="cpu",
                                 progress=False)
     _assert_same_run(full, resumed)
+    assert len(full.labels_per_epoch) == 3 and len(resumed.labels_per_epoch) == 2  # epoch 0 came from disk
+    np.testing.assert_array_equal(full.labels_per_epoch[-1], full.labels)
+    np.testing.assert_array_equal(full.labels_per_epoch[1], resumed.labels_per_epoch[0])
 
 
 def test_resume_after_a_crash_matches_uninterrupted_run(tiny, tmp_path):
@@ -124,6 +127,11 @@ def test_resume_with_another_config_or_model_fails(tiny, tmp_path):
 def test_bad_config_fails_with_the_field_name(field, value, error, match):
     with pytest.raises(error, match=match):
         DeepClusterConfig(**{field: value})
+
+
+def test_divergence_stops_with_a_clear_message(tiny):
+    with pytest.raises(FloatingPointError, match=r"epoch \d+: .*diverged; lower lr \(now 1000000\.0\)"):
+        train_deepcluster(_model(), tiny, _tiny_config(lr=1e6, epochs=4), device="cpu", progress=False)
 
 
 def test_bad_inputs_fail_before_any_work(tiny, tmp_path, monkeypatch):
