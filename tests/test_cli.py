@@ -48,6 +48,13 @@ def test_bad_values_fail_before_training(tmp_path, capsys):
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
 
 
+def test_divergence_exits_with_advice(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--out", str(tmp_path / "r"), *TINY, "--lr", "1e6", "--epochs", "4"])
+    assert exit_info.value.code == 2
+    assert "training diverged; lower lr" in capsys.readouterr().err
+
+
 def test_two_epoch_run_resumes_and_probes(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), *TINY, "--epochs", "1"]) == 0
