@@ -283,9 +283,6 @@ def train_deepcluster(model: AlexNet, dataset: ImageDataset, config: DeepCluster
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         feats = extract_features(model, dataset, "fc7", batch_size=config.batch_size, device=dev, progress=progress)
-        if not np.isfinite(feats).all():
-            raise FloatingPointError(f"epoch {epoch}: the network's features are no longer finite, so training "
-                                     f"diverged; lower lr (now {config.lr}) and start again in a new out_dir")
         t1 = time.perf_counter()
         result = kmeans(preprocess(feats, config.pca_dim), config.k, n_iter=config.kmeans_iters,
                         seed=config.seed * 1_000_003 + epoch, backend=config.kmeans_backend, device=dev,
@@ -293,6 +290,10 @@ def train_deepcluster(model: AlexNet, dataset: ImageDataset, config: DeepCluster
         t2 = time.perf_counter()
         loss = _train_epoch(model, dataset, result.labels, optimizer, config, epoch, dev, progress)
         t3 = time.perf_counter()
+        # Checked before the checkpoint, so the file on disk always holds the last epoch that was still finite.
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            raise FloatingPointError(f"epoch {epoch}: the weights are no longer finite (mean loss {loss:.3g}), so "
+                                     f"training diverged; lower lr (now {config.lr}) and start again in a new out_dir")
         row = {"epoch": epoch, "loss": loss,
                "nmi_labels": nmi(truth, result.labels) if has_labels else float("nan"),
                "nmi_prev": nmi(labels, result.labels) if labels is not None else float("nan")}

@@ -129,9 +129,11 @@ def test_bad_config_fails_with_the_field_name(field, value, error, match):
         DeepClusterConfig(**{field: value})
 
 
-def test_divergence_stops_with_a_clear_message(tiny):
-    with pytest.raises(FloatingPointError, match=r"epoch \d+: .*diverged; lower lr \(now 1000000\.0\)"):
-        train_deepcluster(_model(), tiny, _tiny_config(lr=1e6, epochs=4), device="cpu", progress=False)
+def test_divergence_stops_with_a_clear_message_before_saving(tiny, tmp_path):
+    with pytest.raises(FloatingPointError, match=r"epoch 0: .*diverged; lower lr \(now 1000000\.0\)"):
+        train_deepcluster(_model(), tiny, _tiny_config(lr=1e6, epochs=4), out_dir=tmp_path, device="cpu",
+                          progress=False)
+    assert not (tmp_path / "checkpoint.pt").exists()  # the diverged weights of epoch 0 were never saved
 
 
 def test_bad_inputs_fail_before_any_work(tiny, tmp_path, monkeypatch):
