@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from dctutor.cli import jsonable
+from dctutor.runs import jsonable
 from dctutor.data import load_dataset
 from dctutor.evaluate import compare_with_random
 from dctutor.deepcluster import DeepClusterConfig, train_deepcluster
@@ -91,7 +91,7 @@ def main() -> None:
     train_minutes = (time.perf_counter() - start) / 60
 
     t0 = time.perf_counter()
-    table = compare_with_random(model, train, test, device=args.device)
+    table = compare_with_random(model, train, test, knn_layers=["conv5", "fc6", "fc7"], device=args.device)
     probe_minutes = (time.perf_counter() - t0) / 60
 
     timing = {key: sum(r[key] for r in history) / len(history)
@@ -106,7 +106,7 @@ def main() -> None:
     for r in history:
         print(f"| {r['epoch']} | {r['loss']:.3f} | {r['nmi_labels']:.3f} | {r['nmi_prev']:.3f} | "
               f"{r['n_effective']:.1f} |")
-    print(f"\nTest accuracy (%) on {len(test)} test images: linear probe per layer, kNN (k=20) on fc7\n")
+    print(f"\nTest accuracy (%) on {len(test)} test images: linear probe per layer, kNN (k=20) on conv5, fc6 and fc7\n")
     print("| layer | dim | DeepCluster | random init | gain |\n|---|---|---|---|---|")
     for r in table:
         print(f"| {r['layer']} | {r['dim'] or ''} | {100 * r['trained']:.1f} | {100 * r['random']:.1f} | "

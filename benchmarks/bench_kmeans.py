@@ -22,7 +22,7 @@ import torch
 from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
-from dctutor.clustering import _assign, kmeans, preprocess
+from dctutor.clustering import assign_step, kmeans, preprocess
 
 
 def mixture(n: int, d: int, k: int, seed: int) -> np.ndarray:
@@ -59,8 +59,8 @@ def throughput(x: torch.Tensor, centroids: torch.Tensor, chunk: int, repeats: in
     matmul()
     mm_s = best_of(repeats, matmul)
     x_sq = torch.linalg.vector_norm(x, dim=1).square_()
-    labels, _ = _assign(x, x_sq, centroids, chunk)
-    assign_s = best_of(repeats, lambda: _assign(x, x_sq, centroids, chunk, labels))
+    labels, _ = assign_step(x, x_sq, centroids, chunk)
+    assign_s = best_of(repeats, lambda: assign_step(x, x_sq, centroids, chunk, labels))
     return flops / mm_s / 1e9, flops / assign_s / 1e9
 
 

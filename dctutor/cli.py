@@ -1,35 +1,54 @@
-"""Command line for long runs outside notebooks: ``python -m dctutor train|probe ...``.
+"""Command line for long runs outside notebooks: ``python -m dctutor train|probe|transfer ...``.
 
     python -m dctutor train --dataset shapes --n 2000 --epochs 5 --k 50 --out runs/x
     python -m dctutor probe --run runs/x --test-n 1000
+    python -m dctutor transfer --run runs/x --voc data --image-size 64
 
 ``train`` runs :func:`dctutor.deepcluster.train_deepcluster` with every field of its config as an
-option; running it again on the same ``--out`` resumes (raise ``--epochs`` to go further). It
-writes ``history.csv`` and ``history.json`` after every epoch and ``run.json`` (the arguments, so
-``probe`` can rebuild the model and data). ``probe`` loads the checkpoint and prints the linear
-probe per layer and the kNN accuracy beside a random-init twin (paper Sec. 4.3), saving ``probe.json``.
+option, on any registered backbone (``--arch``); running it again on the same ``--out`` resumes
+(raise ``--epochs`` to go further). It writes ``run.json`` (the settings, so ``probe`` can rebuild
+the data) and ``history.csv``/``history.json`` after every epoch (:mod:`dctutor.runs`). ``probe``
+prints the linear probe per layer and the kNN accuracy beside a random-init twin (Sec. 4.3),
+saving ``probe.json``; it refuses to score on the images the run trained on. ``transfer`` trains
+the run's network and a random twin on VOC 2007 (Sec. 4.4) and saves ``transfer.json``. Every
+error is one line naming the problem and the fix; Ctrl-C says how to resume.
 """
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import math
+import signal
 import sys
 from pathlib import Path
 
 import torch
 
 from .data import DATASETS, load_dataset
-from .deepcluster import HISTORY_COLUMNS, DeepClusterConfig, train_deepcluster
-from .evaluate import CONV_LAYERS, MIN_STEPS, compare_with_random
-from .models import alexnet
+from .deepcluster import DeepClusterConfig, train_deepcluster
+from .evaluate import MIN_STEPS, compare_with_random, random_like
+from .models import BACKBONES, build, small_input_for
+from .runs import (CHECKPOINT, SETTINGS, format_history, load_checkpoint, load_model, read_json, write_history,
+                   write_json)
+from .transfer import CROPS, MODES, compare_transfer
+from .voc import VOC_CLASSES, VOCClassification
+
+# Options that may change when a run is resumed: they do not change what is computed.
+_RESUMABLE = ("epochs", "device", "no_progress")
 
 
 def _dataset_name(value: str) -> str:
-    if value.startswith("folder:") or value in DATASETS:
+    if value.startswith("folder:"):
+        if not value[len("folder:"):].strip():
+            raise argparse.ArgumentTypeError("folder: needs a path, e.g. --dataset folder:/data/cifar10-jpeg")
+        return value
+    if value in DATASETS:
         return value
     raise argparse.ArgumentTypeError(f"unknown dataset {value!r}; choose one of {', '.join(DATASETS)}")
+
+
+def _folder(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("needs a folder name, e.g. runs/cifar")
+    return value
 
 
 def _count(low: int):
@@ -44,59 +63,16 @@ def _count(low: int):
     return parse
 
 
-def _positive(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not number > 0 or not math.isfinite(number):
-        raise argparse.ArgumentTypeError(f"{value} must be a positive number")
-    return number
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dctutor", description="DeepCluster (Caron et al., ECCV 2018) runs.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    defaults = DeepClusterConfig()
-    train = sub.add_parser("train", help="train AlexNet with DeepCluster (resumes from --out)")
-    train.add_argument("--dataset", type=_dataset_name, default="shapes",
-                       help=f"one of {', '.join(DATASETS)}")
-    train.add_argument("--split", default="train", help="split to train on (stl10: train or unlabeled)")
-    train.add_argument("--n", type=_count(2), default=None, help="number of images (default: all; shapes: 2000)")
-    train.add_argument("--image-size", type=_count(8), default=None, help="resize to this many pixels")
-    train.add_argument("--data-root", default="data", help="where cifar10/stl10 live or are downloaded to")
-    train.add_argument("--download", action="store_true", help="let torchvision download cifar10/stl10")
-    train.add_argument("--out", required=True, help="output folder: checkpoint, history.csv/json")
-    train.add_argument("--width", type=_positive, default=0.5, help="AlexNet channel multiplier (1.0 = paper)")
-    train.add_argument("--rgb", action="store_true", help="no Sobel layer (raw RGB input)")
-    train.add_argument("--small-input", choices=("auto", "yes", "no"), default="auto",
-                       help="small-image AlexNet (auto: yes below 128 px)")
-    train.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    train.add_argument("--threads", type=_count(1), default=None, help="CPU threads for torch")
-    train.add_argument("--no-progress", action="store_true", help="no progress bars")
-    for name, default in vars(defaults).items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(default, bool):
-            train.add_argument(flag, type=_bool, default=default, metavar="{true,false}",
-                               help=f"(default {default})")
-        elif isinstance(default, int):
-            train.add_argument(flag, type=_count(0), default=default, help=f"(default {default})")
-        elif isinstance(default, float):
-            train.add_argument(flag, type=float, default=default, help=f"(default {default})")
-        else:
-            train.add_argument(flag, default=default, help=f"(default {default!r})")
-    probe = sub.add_parser("probe", help="linear probes and kNN of a trained run against random init")
-    probe.add_argument("--run", required=True, help="a folder written by 'dctutor train'")
-    probe.add_argument("--test-split", default="test", help="split to score on")
-    probe.add_argument("--test-n", type=_count(2), default=None, help="number of test images (default: all)")
-    probe.add_argument("--epochs", type=_count(1), default=10, help="epochs of the linear classifiers")
-    probe.add_argument("--layers", nargs="+", default=list(CONV_LAYERS), choices=list(CONV_LAYERS),
-                       help="conv layers to probe (default: all five)")
-    probe.add_argument("--min-steps", type=_count(1), default=MIN_STEPS,
-                       help="at least this many steps per linear classifier")
-    probe.add_argument("--knn-k", type=_count(1), default=20, help="neighbours of the kNN classifier")
-    probe.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    return parser
+def _number(positive: bool):
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+        if not abs(number) < float("inf") or number < 0 or (positive and number == 0):
+            raise argparse.ArgumentTypeError(f"{value} must be a finite {'positive' if positive else '>= 0'} number")
+        return number
+    return parse
 
 
 def _bool(value: str) -> bool:
@@ -107,118 +83,216 @@ def _bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"{value!r} is not true or false")
 
 
-def jsonable(value):
-    """``value`` with NaN and infinities replaced by None, so the file is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(item) for item in value]
-    return value
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dctutor", description="DeepCluster (Caron et al., ECCV 2018) runs.",
+                                     allow_abbrev=False)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train a network with DeepCluster (resumes from --out)", allow_abbrev=False)
+    train.add_argument("--dataset", type=_dataset_name, default="shapes", help=f"one of {', '.join(DATASETS)}")
+    train.add_argument("--split", default="train", help="split to train on (stl10: train or unlabeled)")
+    train.add_argument("--n", "--n-images", dest="n", type=_count(2), default=None,
+                       help="number of images (default: all; shapes: 2000)")
+    train.add_argument("--image-size", type=_count(8), default=None, help="resize to this many pixels")
+    train.add_argument("--data-root", default="data", help="where cifar10/stl10 live or are downloaded to")
+    train.add_argument("--download", action="store_true", help="let torchvision download cifar10/stl10")
+    train.add_argument("--out", type=_folder, required=True, help="output folder: checkpoint, history.csv/json")
+    train.add_argument("--arch", choices=list(BACKBONES), default="alexnet", help="backbone (default alexnet)")
+    train.add_argument("--width", type=_number(True), default=0.5, help="AlexNet channel multiplier (1.0 = paper)")
+    train.add_argument("--rgb", action="store_true", help="no Sobel layer (raw RGB input)")
+    train.add_argument("--small-input", choices=("auto", "yes", "no"), default="auto",
+                       help="small-image stem (auto: yes below 128 px)")
+    train.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    train.add_argument("--threads", type=_count(1), default=None, help="CPU threads for torch (fixed per run)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    for name, default in vars(DeepClusterConfig()).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            train.add_argument(flag, type=_bool, default=default, metavar="{true,false}", help=f"(default {default})")
+        elif isinstance(default, int):
+            train.add_argument(flag, type=_count(0), default=default, help=f"(default {default})")
+        elif isinstance(default, float):
+            train.add_argument(flag, type=_number(name == "lr"), default=default, help=f"(default {default})")
+        else:
+            train.add_argument(flag, default=default, help=f"(default {default!r})")
+    probe = sub.add_parser("probe", help="linear probes and kNN of a trained run against random init",
+                           allow_abbrev=False)
+    probe.add_argument("--run", type=_folder, required=True, help="a folder written by 'dctutor train'")
+    probe.add_argument("--test-split", default="test", help="split to score on (never the training split)")
+    probe.add_argument("--test-n", type=_count(2), default=None, help="number of test images (default: all)")
+    probe.add_argument("--epochs", type=_count(1), default=10, help="epochs of the linear classifiers")
+    probe.add_argument("--layers", nargs="+", default=None,
+                       help="layers to probe (default: the backbone's conv layers)")
+    probe.add_argument("--knn-layers", nargs="+", default=None, help="layers for kNN (default: the last one)")
+    probe.add_argument("--min-steps", type=_count(1), default=MIN_STEPS,
+                       help="at least this many steps per linear classifier")
+    probe.add_argument("--knn-k", type=_count(1), default=20, help="neighbours of the kNN classifier")
+    probe.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    transfer = sub.add_parser("transfer", help="VOC 2007 classification from a trained run and a random twin",
+                              allow_abbrev=False)
+    transfer.add_argument("--run", type=_folder, required=True, help="a folder written by 'dctutor train'")
+    transfer.add_argument("--voc", type=_folder, default="data", help="the folder that holds VOCdevkit/")
+    transfer.add_argument("--train-split", default="train", help="VOC split to train on")
+    transfer.add_argument("--test-split", default="val", help="VOC split to score on")
+    transfer.add_argument("--image-size", type=_count(16), default=64, help="side in pixels (the paper: 224)")
+    transfer.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="Table 2 settings")
+    transfer.add_argument("--epochs-fc", type=_count(0), default=30, help="epochs of FC6-8 (cached features)")
+    transfer.add_argument("--epochs-all", type=_count(0), default=5, help="epochs of ALL")
+    transfer.add_argument("--views", type=_count(1), default=4, help="augmented views cached per image for FC6-8")
+    transfer.add_argument("--crops", type=int, choices=CROPS, default=10, help="test-time crops")
+    transfer.add_argument("--seed", type=_count(0), default=0, help="seed of the random twin and the transfer")
+    transfer.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    transfer.add_argument("--json", default=None, help="where to save the numbers (default <run>/transfer.json)")
+    return parser
 
 
-def write_history(history: list[dict], out: Path) -> None:
-    """history.json (all columns, NaN as null) and history.csv (sizes space-separated), atomically."""
-    tmp = out / "history.json.tmp"
-    tmp.write_text(json.dumps(jsonable(history), indent=1))
-    tmp.replace(out / "history.json")
-    tmp = out / "history.csv.tmp"
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
-        writer.writeheader()
-        for row in history:
-            writer.writerow(row | {"sizes": " ".join(map(str, row["sizes"]))})
-    tmp.replace(out / "history.csv")
+def _load(settings: dict, split: str, n: int | None):
+    return load_dataset(settings["dataset"], split, n=n, image_size=settings["image_size"], seed=settings["seed"],
+                        root=settings["data_root"], download=settings["download"])
 
 
-def _load(args: dict, split: str, n: int | None):
-    return load_dataset(args["dataset"], split, n=n, image_size=args["image_size"], seed=args["seed"],
-                        root=args["data_root"], download=args["download"])
+def _model(settings: dict, image_size: int):
+    small = {"auto": small_input_for(image_size), "yes": True, "no": False}[settings["small_input"]]
+    arch = {"name": settings["arch"], "sobel": not settings["rgb"], "small_input": small}
+    if settings["arch"] == "alexnet":
+        arch |= {"width": settings["width"], "fc_dim": max(1, round(4096 * settings["width"]))}
+    return build(arch, num_classes=settings["k"], seed=settings["seed"])
 
 
-def _model(args: dict, image_size: int):
-    small = {"auto": image_size < 128, "yes": True, "no": False}[args["small_input"]]
-    return alexnet(args["k"], sobel=not args["rgb"], small_input=small, width=args["width"], seed=args["seed"])
-
-
-def train(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+def _check_out(out: Path, settings: dict) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; pass a folder")
-    settings = {key: value for key, value in vars(args).items() if key not in ("command", "no_progress", "threads")}
-    saved = out / "run.json"
+    saved = out / SETTINGS
     if saved.exists():
-        before = json.loads(saved.read_text())
-        changed = {k: (before.get(k), v) for k, v in settings.items() if k not in ("epochs", "device")
-                   and before.get(k) != v}
+        before = read_json(saved)
+        changed = {k: (before.get(k), v) for k, v in settings.items() if k not in _RESUMABLE and before.get(k) != v}
         if changed:
             raise ValueError(f"{out} holds a run with other settings "
                              f"({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in changed.items())}); "
                              f"use a new --out or the same options")
+    elif out.is_dir() and any(out.iterdir()):
+        raise ValueError(f"--out {out} is not empty and holds no dctutor run ({SETTINGS} missing); "
+                         f"pick a new or empty folder so nothing there is overwritten")
+
+
+def train(args: argparse.Namespace) -> int:
+    out = Path(args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
+    settings = {key: value for key, value in vars(args).items() if key != "command"}
+    # Results depend on the thread count (float sums are ordered per thread), so a run keeps its own.
+    settings["threads"] = torch.get_num_threads()
+    _check_out(out, settings)
     config = DeepClusterConfig(**{name: getattr(args, name) for name in vars(DeepClusterConfig())})
     dataset = _load(settings, args.split, args.n)
     model = _model(settings, dataset.image_size)
 
     def log(history: list[dict]) -> None:
         row = history[-1]
-        if not saved.exists():  # written with the first checkpoint, so a run that failed leaves nothing
-            saved.write_text(json.dumps(settings, indent=1))
+        if not (out / SETTINGS).exists():  # written with the first checkpoint, so a failed run leaves nothing
+            write_json(out / SETTINGS, settings)
         write_history(history, out)
         print(f"epoch {row['epoch']}: loss {row['loss']:.3f}  NMI labels {row['nmi_labels']:.3f}  NMI t-1 "
-              f"{row['nmi_prev']:.3f}  effective k {row['n_effective']:.1f}  ({row['time_extract']:.1f} s "
-              f"extract, {row['time_cluster']:.1f} s cluster, {row['time_train']:.1f} s train)", flush=True)
+              f"{row['nmi_prev']:.3f}  largest {row['largest']:.1%}  effective k {row['n_effective']:.1f}  "
+              f"({row['time_extract']:.1f} s extract, {row['time_cluster']:.1f} s cluster, "
+              f"{row['time_train']:.1f} s train)", flush=True)
 
     run = train_deepcluster(model, dataset, config, out_dir=out, device=args.device,
                             progress=not args.no_progress, on_epoch_end=log)
     write_history(run.history, out)
-    print_table(run.history)
+    print(format_history(run.history))
     return 0
 
 
-def print_table(history: list[dict]) -> None:
-    """The history as a fixed-width table."""
-    print(f"{'epoch':>5} {'loss':>7} {'NMI lab':>7} {'NMI t-1':>7} {'empty':>5} {'min':>5} {'max':>5} "
-          f"{'eff. k':>7} {'s/epoch':>8}")
-    for r in history:
-        seconds = r["time_extract"] + r["time_cluster"] + r["time_train"]
-        print(f"{r['epoch']:>5} {r['loss']:>7.3f} {r['nmi_labels']:>7.3f} {r['nmi_prev']:>7.3f} {r['n_empty']:>5} "
-              f"{r['size_min']:>5} {r['size_max']:>5} {r['n_effective']:>7.1f} {seconds:>8.1f}")
+def _run_settings(run: Path) -> dict:
+    if not (run / SETTINGS).is_file() or not (run / CHECKPOINT).is_file():
+        raise FileNotFoundError(f"{run} has no {SETTINGS} and {CHECKPOINT}; train first with "
+                                f"'dctutor train --out {run}'")
+    return read_json(run / SETTINGS)
+
+
+def _check_held_out(settings: dict, split: str) -> None:
+    if split == settings["split"]:
+        raise ValueError(f"--test-split {split} is the split the run trained on; probes must score held-out "
+                         f"images: pass another --test-split (e.g. test)")
+    if settings["dataset"].startswith("folder:"):
+        root = Path(settings["dataset"][len("folder:"):])
+        if not (root / split).is_dir():
+            raise ValueError(f"{root} has no {split}/ folder, so every split is the same images; give the tree "
+                             f"train/ and {split}/ folders to probe on held-out images")
 
 
 def probe(args: argparse.Namespace) -> int:
     run = Path(args.run)
-    if not (run / "run.json").is_file() or not (run / "checkpoint.pt").is_file():
-        raise FileNotFoundError(f"{run} has no run.json and checkpoint.pt; train first with "
-                                f"'dctutor train --out {run}'")
-    settings = json.loads((run / "run.json").read_text())
+    settings = _run_settings(run)
+    _check_held_out(settings, args.test_split)
+    model = load_model(run)
+    epochs_done = load_checkpoint(run)["epoch"] + 1
     train_ds = _load(settings, settings["split"], settings["n"])
     test_ds = _load(settings, args.test_split, args.test_n)
-    model = _model(settings, train_ds.image_size)
-    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
-    model.top_layer = torch.nn.Linear(model.fc_dim, state["config"]["k"])
-    model.load_state_dict(state["model"])
-    rows = compare_with_random(model, train_ds, test_ds, layers=args.layers, epochs=args.epochs, knn_k=args.knn_k,
-                               min_steps=args.min_steps, device=args.device)
-    print(f"test accuracy (%) after {state['epoch'] + 1} epochs, {len(test_ds)} {args.test_split} images")
-    print(f"{'layer':>8} {'dim':>6} {'trained':>8} {'random':>8} {'gain':>7}")
+    rows = compare_with_random(model, train_ds, test_ds, layers=args.layers, knn_layers=args.knn_layers,
+                               epochs=args.epochs, knn_k=args.knn_k, min_steps=args.min_steps, device=args.device)
+    print(f"test accuracy (%) after {epochs_done} epochs, {len(test_ds)} {args.test_split} images")
+    print(f"{'layer':>10} {'dim':>6} {'trained':>8} {'random':>8} {'gain':>7}")
     for r in rows:
-        print(f"{r['layer']:>8} {r['dim'] or '':>6} {100 * r['trained']:>8.1f} {100 * r['random']:>8.1f} "
+        print(f"{r['layer']:>10} {r['dim'] or '':>6} {100 * r['trained']:>8.1f} {100 * r['random']:>8.1f} "
               f"{100 * r['gain']:>+7.1f}")
-    (run / "probe.json").write_text(json.dumps(jsonable(rows), indent=1))
+    write_json(run / "probe.json", rows)
     return 0
+
+
+def transfer(args: argparse.Namespace) -> int:
+    run = Path(args.run)
+    if args.train_split == args.test_split:
+        raise ValueError(f"--train-split and --test-split are both {args.train_split}; score on held-out images "
+                         f"(train on train, report on val)")
+    pretrained = load_model(run)
+    train_set = VOCClassification(args.voc, args.train_split, image_size=args.image_size, progress=False)
+    test_set = VOCClassification(args.voc, args.test_split, image_size=args.image_size, progress=False)
+    rows = compare_transfer({"DeepCluster": pretrained, "Random": random_like(pretrained, args.seed)}, train_set,
+                            test_set, modes=tuple(args.modes), epochs={"fc6-8": args.epochs_fc, "all": args.epochs_all},
+                            n_crops=args.crops, views=args.views, seed=args.seed, device=args.device, progress=False)
+    print(f"VOC 2007 {args.train_split} ({len(train_set)}) -> {args.test_split} ({len(test_set)}), "
+          f"{args.image_size} px, {args.crops} crops")
+    print(f"{'init':12s} {'setting':8s} {'mAP':>6s} {'VOC07':>6s} {'train s':>8s}")
+    for r in rows:
+        r["epochs"] = args.epochs_fc if r["mode"] == "fc6-8" else args.epochs_all
+        print(f"{r['init']:12s} {r['mode'].upper():8s} {100 * r['map']:6.1f} {100 * r['map_voc07']:6.1f} "
+              f"{r['train_s']:8.0f}")
+    write_json(Path(args.json) if args.json else run / "transfer.json",
+               {"args": vars(args), "arch": pretrained.arch, "classes": list(VOC_CLASSES), "rows": rows})
+    return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m dctutor`` and the ``dctutor`` script."""
     parser = _parser()
     args = parser.parse_args(argv)
+    command = {"train": train, "probe": probe, "transfer": transfer}[args.command]
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return train(args) if args.command == "train" else probe(args)
-    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
+        return command(args)
+    except KeyboardInterrupt:
+        where = getattr(args, "out", None) or getattr(args, "run", "")
+        resume = ""
+        if args.command == "train" and (Path(where) / CHECKPOINT).is_file():
+            try:
+                resume = f" from epoch {load_checkpoint(where)['epoch'] + 1}"
+            except (ValueError, FileNotFoundError):
+                resume = ""
+        advice = f"run the same command again to resume{resume}" if args.command == "train" else "nothing was saved"
+        print(f"\ndctutor {args.command}: interrupted; {advice}", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError, ImportError) as err:
         parser.exit(2, f"dctutor {args.command}: error: {err}\n")
+    except OSError as err:
+        parser.exit(2, f"dctutor {args.command}: error: {err.strerror or err} ({err.filename or 'output folder'}); "
+                       f"check the path exists, is writable and has free space\n")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dctutor.device import pick_device
+from .device import pick_device
+from .validation import check_choice, check_int, check_matrix
 
 BACKENDS = ("torch", "faiss")
 # Relative size of the split perturbation; faiss uses the same value ("a bit above float16 epsilon").
@@ -47,28 +48,6 @@ class KMeansResult:
         return np.bincount(self.labels, minlength=len(self.centroids))
 
 
-def _as_matrix(values: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
-    if not isinstance(values, (np.ndarray, torch.Tensor)):
-        raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(values).__name__}")
-    # torch cannot wrap numpy views with negative strides (e.g. x[::-1]); copy only those.
-    matrix = torch.as_tensor(np.ascontiguousarray(values) if isinstance(values, np.ndarray) else values).detach()
-    if matrix.ndim != 2 or len(matrix) == 0:
-        raise ValueError(f"{name} must be a non-empty 2-D array (n_samples, n_features), got shape "
-                         f"{tuple(matrix.shape)}; flatten each sample, e.g. {name}.reshape(len({name}), -1)")
-    matrix = matrix.to(torch.float32)
-    bad = int((~torch.isfinite(matrix)).sum())
-    if bad:
-        raise ValueError(f"{name} has {bad} NaN or infinite values; remove or fix them before clustering")
-    return matrix
-
-
-def _check_count(value: int, name: str, example: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__}); e.g. {example}")
-    if value < 1:
-        raise ValueError(f"{name}={value} must be at least 1; e.g. {example}")
-
-
 def pca_whiten(features: np.ndarray | torch.Tensor, dim: int = 256, eps: float = 1e-5) -> np.ndarray:
     """Project on the top ``dim`` principal axes, each scaled to unit variance (Sec. 3.4).
 
@@ -80,8 +59,8 @@ def pca_whiten(features: np.ndarray | torch.Tensor, dim: int = 256, eps: float =
     centring removes one degree of freedom, so n points span at most n - 1 directions, and whitening
     a direction of zero variance would only blow up rounding noise.
     """
-    x = _as_matrix(features, "features").cpu().numpy()
-    _check_count(dim, "dim", "dim=256 as in the paper")
+    x = check_matrix(features, "features").cpu().numpy()
+    check_int(dim, "dim", 1, "dim=256 as in the paper")
     n, d = x.shape
     if n < 2:
         raise ValueError(f"features has n_samples={n}; PCA needs at least 2 rows (one per image)")
@@ -119,10 +98,12 @@ def preprocess(features: np.ndarray | torch.Tensor, dim: int = 256, eps: float =
     return (whitened / np.maximum(norms, np.finfo(np.float32).tiny)).astype(np.float32)
 
 
-def _assign(x: torch.Tensor, x_sq: torch.Tensor, centroids: torch.Tensor, chunk_size: int,
+def assign_step(x: torch.Tensor, x_sq: torch.Tensor, centroids: torch.Tensor, chunk_size: int,
             previous: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
-    """Nearest centroid of every row (the inner min of Eq. 2), and Eq. 2 for the ``previous`` labels
-    (nan without them), read off the same scores to spare a pass over ``x`` per iteration."""
+    """The assignment step of Lloyd's algorithm: the nearest centroid of every row of ``x`` (the
+    inner min of Eq. 2; ``x_sq`` holds the rows' squared norms), and Eq. 2 for the ``previous``
+    labels (nan without them), read off the same scores to spare a pass over ``x`` per iteration.
+    Public so that the k-means benchmark can time this step alone."""
     k = len(centroids)
     c_sq = (centroids * centroids).sum(1)
     # Column j weighs j - k < 0, so the smallest weight among the minima is the first one.
@@ -200,7 +181,7 @@ def _kmeans_torch(x: torch.Tensor, k: int, n_iter: int, seed: int, device: torch
     labels = None
     for iteration in range(n_iter):
         previous = labels
-        labels, previous_objective = _assign(x, x_sq, centroids, chunk_size, previous)
+        labels, previous_objective = assign_step(x, x_sq, centroids, chunk_size, previous)
         if previous is not None:
             objective.append(previous_objective)  # Eq. 2 after the previous iteration
             if torch.equal(labels, previous):
@@ -275,18 +256,17 @@ def kmeans(x: np.ndarray | torch.Tensor, k: int, n_iter: int = 20, seed: int = 0
     per iteration, so its ``Reassignment`` records carry -1 for empty, donor and n_moved. It stops
     once its objective is unchanged between two iterations, so its iteration count can differ.
     """
-    data = _as_matrix(x, "x")
+    data = check_matrix(x, "x")
     n, d = data.shape
-    _check_count(k, "k", "k=100")
+    check_int(k, "k", 1, "k=100")
     if k > n:
         raise ValueError(f"k={k} but only n={n} points; lower k or use more images")
-    _check_count(n_iter, "n_iter", "n_iter=20")
-    _check_count(chunk_size, "chunk_size", "chunk_size=4096")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r} is unknown; use one of {', '.join(map(repr, BACKENDS))}")
+    check_int(n_iter, "n_iter", 1, "n_iter=20")
+    check_int(chunk_size, "chunk_size", 1, "chunk_size=4096")
+    check_choice(backend, "backend", BACKENDS)
     if backend == "faiss" and not reassign_empty:
         raise ValueError("reassign_empty=False needs backend='torch'; faiss always splits empty clusters")
-    start_centroids = None if init is None else _as_matrix(init, "init")
+    start_centroids = None if init is None else check_matrix(init, "init")
     if start_centroids is not None and tuple(start_centroids.shape) != (k, d):
         raise ValueError(f"init has shape {tuple(start_centroids.shape)} but k={k} centroids of dimension "
                          f"d={d} are needed; pass an array of shape ({k}, {d})")

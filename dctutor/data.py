@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from .shapes import SHAPE_CLASSES, make_shapes
+from .validation import check_int
 
 DATASETS = {
     "shapes": "10 procedural shapes in random colours on cluttered backgrounds (offline, any size)",
@@ -96,11 +97,12 @@ def load_dataset(name: str, split: str = "train", *, n: int | None = None, image
     kind = "folder" if name.startswith("folder:") else name
     if kind not in _DEFAULT_SIZE:
         raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}")
-    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
-        raise ValueError(f"n must be a positive int or None (all images), got {n!r}")
-    size = _DEFAULT_SIZE[kind] if image_size is None else image_size
-    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 512:
-        raise ValueError(f"image_size must be an int between 8 and 512 pixels, got {image_size!r}")
+    if kind == "folder" and not name[len("folder:"):].strip():
+        raise ValueError("name='folder:' needs a path, e.g. 'folder:/data/cifar10-jpeg'")
+    if n is not None:
+        check_int(n, "n", 1, "n=2000 (or None for all images)")
+    size = _DEFAULT_SIZE[kind] if image_size is None else check_int(image_size, "image_size", 8, "image_size=32",
+                                                                       high=512)
     if kind == "shapes":
         images, labels = make_shapes(n or (2000 if split == "train" else 1000), seed=seed, size=size, split=split)
         return _finish(torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(labels),

@@ -12,7 +12,6 @@ a randomly initialised network of the same architecture.
 """
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 
@@ -20,54 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import ImageDataset, eval_transform
-from .device import pick_device
-from .models import LAYERS, AlexNet
-from .progress import tqdm
+from .data import ImageDataset
+from .features import layer_features
+from .models import Backbone, build
+from .validation import check_float, check_int
 
-CONV_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2)
 MIN_STEPS = 200
-
-
-def pool_size(channels: int, spatial: int, target_dim: int) -> int:
-    """Side p of the average pool that keeps ``channels * p * p`` near (at most) ``target_dim``."""
-    return max(1, min(spatial, int(math.sqrt(target_dim / channels))))
-
-
-@torch.no_grad()
-def layer_features(model: AlexNet, dataset: ImageDataset, layers: Sequence[str], *, target_dim: int = 4096,
-                   batch_size: int = 256, device: str | torch.device | None = None,
-                   progress: bool = False) -> dict[str, np.ndarray]:
-    """Features of several layers in one forward pass (eval mode, un-augmented inputs).
-
-    Convolutional maps are average-pooled by :func:`pool_size` to about ``target_dim`` values,
-    like :func:`dctutor.features.extract_features` with ``pool``, but one pass serves all layers.
-    """
-    for name in layers:
-        model.layer(name)
-    dev = pick_device(device)
-    was_training = model.training
-    model.eval().to(dev)
-    to_input = eval_transform()
-    chunks: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
-    last = max(LAYERS.index(name) for name in layers)
-    for start in tqdm(range(0, len(dataset), batch_size), desc="probe features", disable=not progress, leave=False):
-        x = to_input(dataset.images[start:start + batch_size].to(dev))
-        if model.sobel is not None:
-            x = model.sobel(x)
-        blocks = list(model.features.named_children()) + [("flatten", None)] + list(model.classifier.named_children())
-        for block_name, block in blocks:
-            x = torch.flatten(x, 1) if block is None else block(x)
-            if block_name in chunks:
-                out = x
-                if out.dim() == 4:
-                    out = F.adaptive_avg_pool2d(out, pool_size(out.shape[1], out.shape[-1], target_dim))
-                chunks[block_name].append(out.flatten(1).float().cpu())
-            if block_name in LAYERS and LAYERS.index(block_name) == last:
-                break
-    model.train(was_training)
-    return {name: torch.cat(parts).numpy() for name, parts in chunks.items()}
 
 
 def _fit_softmax(x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float, epochs: int, lr: float,
@@ -110,8 +68,7 @@ def probe_features(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     refitted on all of train with that choice. Each fit runs ``epochs`` passes of Adam with a cosine
     schedule, and at least ``min_steps`` steps. Returns test/holdout accuracy and the choice.
     """
-    if not 0 < holdout < 1:
-        raise ValueError(f"holdout={holdout} must be a fraction in (0, 1), e.g. 0.1")
+    check_float(holdout, "holdout", 0, "holdout=0.1", high=1, strict_low=True, strict_high=True)
     n_classes = int(max(train_y.max(), test_y.max())) + 1
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(train_x))
@@ -135,17 +92,19 @@ def _check_labelled(ds: ImageDataset, name: str) -> None:
         raise ValueError(f"{name} has unlabelled images (targets -1); probes need labels, e.g. STL-10 'train'")
 
 
-def linear_probe(model: AlexNet, train_ds: ImageDataset, test_ds: ImageDataset,
-                 layers: Sequence[str] = CONV_LAYERS, *, target_dim: int = 4096, epochs: int = 10,
+def linear_probe(model: Backbone, train_ds: ImageDataset, test_ds: ImageDataset,
+                 layers: Sequence[str] | None = None, *, target_dim: int = 4096, epochs: int = 10,
                  lr: float = 1e-3, holdout: float = 0.1, seed: int = 0, device: str | torch.device | None = None,
                  features: tuple[dict, dict] | None = None, min_steps: int = MIN_STEPS) -> list[dict]:
     """Test accuracy of a linear classifier on each frozen layer of ``model`` (Sec. 4.3, Table 1).
 
-    One row per layer: ``layer``, ``dim`` (after pooling), ``accuracy`` (on ``test_ds``),
-    ``holdout_accuracy`` and ``weight_decay`` (chosen on a ``holdout`` part of ``train_ds``).
+    ``layers`` defaults to the backbone's ``probe_layers`` (AlexNet: conv1..conv5). One row per
+    layer: ``layer``, ``dim`` (after pooling), ``accuracy`` (on ``test_ds``), ``holdout_accuracy``
+    and ``weight_decay`` (chosen on a ``holdout`` part of ``train_ds``).
     """
     _check_labelled(train_ds, "train_ds")
     _check_labelled(test_ds, "test_ds")
+    layers = model.check_layers(list(model.probe_layers if layers is None else layers))
     if features is None:
         features = (layer_features(model, train_ds, layers, target_dim=target_dim, device=device),
                     layer_features(model, test_ds, layers, target_dim=target_dim, device=device))
@@ -161,8 +120,7 @@ def linear_probe(model: AlexNet, train_ds: ImageDataset, test_ds: ImageDataset,
 def knn_from_features(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
                       k: int = 20, chunk: int = 1024) -> float:
     """Accuracy of a majority vote among the ``k`` most cosine-similar training images."""
-    if not (isinstance(k, int) and 1 <= k <= len(train_x)):
-        raise ValueError(f"k={k!r} must be an int between 1 and the number of training images ({len(train_x)})")
+    check_int(k, "k", 1, "k=20", high=len(train_x))
     train = F.normalize(torch.from_numpy(train_x).float(), dim=1)
     test = F.normalize(torch.from_numpy(test_x).float(), dim=1)
     labels = torch.from_numpy(train_y).long()
@@ -175,82 +133,55 @@ def knn_from_features(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarr
     return correct / len(test)
 
 
-def knn_accuracy(model: AlexNet, train_ds: ImageDataset, test_ds: ImageDataset, k: int = 20, layer: str = "fc7",
-                 *, device: str | torch.device | None = None) -> float:
-    """Cosine kNN accuracy on ``test_ds`` with ``layer`` features of ``train_ds`` as the memory."""
+def knn_accuracy(model: Backbone, train_ds: ImageDataset, test_ds: ImageDataset, k: int = 20,
+                 layer: str | None = None, *, device: str | torch.device | None = None) -> float:
+    """Cosine kNN accuracy on ``test_ds`` with ``layer`` features of ``train_ds`` as the memory
+    (default: the backbone's last layer, fc7 for AlexNet)."""
     _check_labelled(train_ds, "train_ds")
     _check_labelled(test_ds, "test_ds")
+    layer = model.layers[-1] if layer is None else model.check_layers([layer])[0]
     train_f = layer_features(model, train_ds, [layer], device=device)[layer]
     test_f = layer_features(model, test_ds, [layer], device=device)[layer]
     return knn_from_features(train_f, train_ds.targets.numpy(), test_f, test_ds.targets.numpy(), k)
 
 
-def polarity_labels(images: torch.Tensor, margin: int = 4) -> np.ndarray:
-    """1 where the centre of an image is brighter than its border, else 0: a contrast "label".
-
-    The Sobel layer removes colour but keeps the sign of every edge, so whether an object is
-    lighter or darker than its background survives it. On ``shapes`` (half the shapes are light
-    on dark, half dark on light) clusters that agree with this label follow contrast, not shape.
-    """
-    if images.dtype != torch.uint8 or images.dim() != 4:
-        raise ValueError(f"images must be a uint8 (N, 3, H, W) tensor, got {images.dtype} {tuple(images.shape)}")
-    gray = images.float().mean(dim=1)
-    side = gray.shape[-1]
-    centre = gray[:, side // 2 - margin:side // 2 + margin, side // 2 - margin:side // 2 + margin].mean((1, 2))
-    border = torch.cat([gray[:, :margin].flatten(1), gray[:, -margin:].flatten(1)], dim=1).mean(1)
-    return (centre > border).long().numpy()
-
-
-def same_polarity(dataset: ImageDataset) -> ImageDataset:
-    """``dataset`` with every dark-on-light image inverted, so all objects are light on dark.
-
-    Removes the contrast shortcut that :func:`polarity_labels` measures, keeping everything else.
-    """
-    images = dataset.images.clone()
-    dark = torch.from_numpy(polarity_labels(dataset.images) == 0).to(images.device)
-    images[dark] = 255 - images[dark]
-    return ImageDataset(images, dataset.targets, dataset.classes, dataset.name + " (same polarity)",
-                        dataset.transform)
-
-
-def random_like(model: AlexNet, seed: int = 0) -> AlexNet:
+def random_like(model: Backbone, seed: int = 0) -> Backbone:
     """A randomly initialised network with ``model``'s architecture (the baseline of every probe)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        fresh = copy.deepcopy(model).cpu()
-        fresh._init_weights()
-        for module in fresh.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.reset_running_stats()
-    return fresh
+    return build(model.arch, num_classes=model.top_layer.out_features, seed=seed)
 
 
-def evaluate_model(model: AlexNet, train_ds: ImageDataset, test_ds: ImageDataset, *,
-                   layers: Sequence[str] = CONV_LAYERS, knn_k: int = 20, target_dim: int = 4096, epochs: int = 10,
-                   seed: int = 0, device: str | torch.device | None = None, min_steps: int = MIN_STEPS) -> dict:
-    """Linear probes on ``layers`` and kNN on fc7 from a single feature pass per split."""
+def evaluate_model(model: Backbone, train_ds: ImageDataset, test_ds: ImageDataset, *,
+                   layers: Sequence[str] | None = None, knn_layers: Sequence[str] | None = None, knn_k: int = 20,
+                   target_dim: int = 4096, epochs: int = 10, seed: int = 0,
+                   device: str | torch.device | None = None, min_steps: int = MIN_STEPS) -> dict:
+    """Linear probes on ``layers`` (default ``probe_layers``) and kNN on ``knn_layers`` (default the
+    last layer) from a single feature pass per split: ``{"probe": {layer: row}, "knn": {layer: acc}}``."""
     _check_labelled(train_ds, "train_ds")
     _check_labelled(test_ds, "test_ds")
-    wanted = list(dict.fromkeys([*layers, "fc7"]))
+    layers = model.check_layers(list(model.probe_layers if layers is None else layers))
+    knn_layers = model.check_layers(list(model.layers[-1:] if knn_layers is None else knn_layers))
+    wanted = list(dict.fromkeys([*layers, *knn_layers]))
     train_f = layer_features(model, train_ds, wanted, target_dim=target_dim, device=device)
     test_f = layer_features(model, test_ds, wanted, target_dim=target_dim, device=device)
     probes = linear_probe(model, train_ds, test_ds, layers, epochs=epochs, seed=seed, features=(train_f, test_f),
                           min_steps=min_steps)
-    knn = knn_from_features(train_f["fc7"], train_ds.targets.numpy(), test_f["fc7"], test_ds.targets.numpy(), knn_k)
+    knn = {layer: knn_from_features(train_f[layer], train_ds.targets.numpy(), test_f[layer],
+                                    test_ds.targets.numpy(), knn_k) for layer in knn_layers}
     return {"probe": {row["layer"]: row for row in probes}, "knn": knn}
 
 
-def compare_with_random(model: AlexNet, train_ds: ImageDataset, test_ds: ImageDataset, *, seed: int = 0,
+def compare_with_random(model: Backbone, train_ds: ImageDataset, test_ds: ImageDataset, *, seed: int = 0,
                         **kwargs) -> list[dict]:
     """The same evaluation for ``model`` and for a random-init twin: a table with one row per
-    layer (plus ``knn``), columns ``layer``, ``trained``, ``random``, ``gain`` (accuracy, 0-1)."""
+    probed layer and one per kNN layer (``"knn fc7"``), columns ``layer``, ``dim``, ``trained``,
+    ``random`` (accuracy, 0-1) and ``gain`` (trained - random)."""
     results = {name: evaluate_model(net, train_ds, test_ds, seed=seed, **kwargs)
                for name, net in (("trained", model), ("random", random_like(model, seed)))}
-    rows = [{"layer": layer, "trained": results["trained"]["probe"][layer]["accuracy"],
-             "random": results["random"]["probe"][layer]["accuracy"],
-             "dim": results["trained"]["probe"][layer]["dim"]} for layer in results["trained"]["probe"]]
-    rows.append({"layer": "knn fc7", "trained": results["trained"]["knn"], "random": results["random"]["knn"],
-                 "dim": None})
+    trained, random = results["trained"], results["random"]
+    rows = [{"layer": layer, "dim": row["dim"], "trained": row["accuracy"],
+             "random": random["probe"][layer]["accuracy"]} for layer, row in trained["probe"].items()]
+    rows += [{"layer": f"knn {layer}", "dim": None, "trained": accuracy, "random": random["knn"][layer]}
+             for layer, accuracy in trained["knn"].items()]
     for row in rows:
         row["gain"] = row["trained"] - row["random"]
     return rows

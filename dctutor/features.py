@@ -1,43 +1,95 @@
-"""Images to feature vectors: the first arrow of DeepCluster's loop (paper Sec. 3.2)."""
+"""Images to feature vectors: the first arrow of DeepCluster's loop (paper Sec. 3.2).
+
+The network runs in eval mode (BatchNorm statistics frozen, no dropout) on un-augmented images,
+as DeepCluster does before clustering (Sec. 3.4), whatever transform the data set carries for
+training, and the caller's train/eval mode is restored afterwards.
+"""
 from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from .progress import tqdm
 
 from .data import ImageDataset, eval_transform
 from .device import pick_device
-from .models import AlexNet
+from .models import Backbone
+from .progress import tqdm
+from .validation import check_int
+
+
+def _check(model: Backbone, dataset: ImageDataset, batch_size: int) -> None:
+    if not isinstance(model, Backbone):
+        raise TypeError(f"model must be a dctutor backbone (dctutor.models.alexnet or resnet18), "
+                        f"got {type(model).__name__}")
+    if not isinstance(dataset, ImageDataset):
+        raise TypeError(f"dataset must be a dctutor ImageDataset (from load_dataset), got {type(dataset).__name__}")
+    check_int(batch_size, "batch_size", 1, "batch_size=256")
 
 
 @torch.no_grad()
-def extract_features(model: AlexNet, dataset: ImageDataset, layer: str = "fc7", *, batch_size: int = 256,
-                     device: str | torch.device | None = None, pool: int | None = None,
-                     progress: bool = True) -> np.ndarray:
-    """Return ``layer``'s activations for every image of ``dataset`` as a float32 ``(N, D)`` array.
-
-    The network runs in eval mode (BatchNorm statistics frozen, no dropout) on un-augmented
-    images, as DeepCluster does before clustering (Sec. 3.4), whatever transform the data set
-    carries for training. Convolutional maps are flattened; ``pool=p`` first average-pools them
-    to ``p x p`` so probes on conv layers stay a few thousand dimensions wide.
-    """
-    if not isinstance(dataset, ImageDataset):
-        raise TypeError(f"dataset must be a dctutor ImageDataset (from load_dataset), got {type(dataset).__name__}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    model.layer(layer)
+def _run(model: Backbone, dataset: ImageDataset, forward: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+         batch_size: int, device, progress: bool, desc: str) -> dict[str, np.ndarray]:
     dev = pick_device(device)
     was_training = model.training
     model.eval().to(dev)
     to_input = eval_transform()
-    chunks = []
-    starts = range(0, len(dataset), batch_size)
-    for start in tqdm(starts, desc=f"features {layer}", disable=not progress, leave=False):
-        x = to_input(dataset.images[start:start + batch_size].to(dev, non_blocking=True))
-        out = model.activations(x, layer)
-        if pool is not None and out.dim() == 4:
-            out = F.adaptive_avg_pool2d(out, pool)
-        chunks.append(out.flatten(1).float().cpu())
-    model.train(was_training)
-    return torch.cat(chunks).numpy()
+    chunks: dict[str, list[torch.Tensor]] = {}
+    try:
+        for start in tqdm(range(0, len(dataset), batch_size), desc=desc, disable=not progress, leave=False):
+            outputs = forward(to_input(dataset.images[start:start + batch_size].to(dev, non_blocking=True)))
+            for name, out in outputs.items():
+                chunks.setdefault(name, []).append(out.flatten(1).float().cpu())
+    finally:
+        model.train(was_training)
+    return {name: torch.cat(parts).numpy() for name, parts in chunks.items()}
+
+
+def extract_features(model: Backbone, dataset: ImageDataset, layer: str | None = None, *, batch_size: int = 256,
+                     device: str | torch.device | None = None, pool: int | None = None,
+                     progress: bool = True) -> np.ndarray:
+    """The features of every image of ``dataset`` as a float32 ``(N, D)`` array.
+
+    ``layer=None`` returns the backbone's ``embedding``, the features DeepCluster clusters (for
+    AlexNet, fc7 before its ReLU). A layer name (one of ``model.layers``) returns that layer's
+    output; convolutional maps are flattened, after average-pooling to ``pool x pool`` when given.
+    """
+    _check(model, dataset, batch_size)
+    if layer is None:
+        def forward(x):
+            return {"embedding": model.embedding(x)}
+    else:
+        model.check_layers([layer])
+
+        def forward(x):
+            out = model.forward_layers(x, [layer])[layer]
+            return {layer: F.adaptive_avg_pool2d(out, pool) if pool is not None and out.dim() == 4 else out}
+    features = _run(model, dataset, forward, batch_size, device, progress, f"features {layer or 'embedding'}")
+    return next(iter(features.values()))
+
+
+def pool_size(channels: int, spatial: int, target_dim: int) -> int:
+    """Side p of the average pool that keeps ``channels * p * p`` near (at most) ``target_dim``."""
+    return max(1, min(spatial, int(math.sqrt(target_dim / channels))))
+
+
+def layer_features(model: Backbone, dataset: ImageDataset, layers: Sequence[str], *, target_dim: int = 4096,
+                   batch_size: int = 256, device: str | torch.device | None = None,
+                   progress: bool = False) -> dict[str, np.ndarray]:
+    """Features of several layers from one forward pass per batch, as ``{layer: (N, D) array}``.
+
+    Convolutional maps are average-pooled by :func:`pool_size` to at most about ``target_dim``
+    values (the probes of Sec. 4.3 need a few thousand dimensions, not a full map).
+    """
+    _check(model, dataset, batch_size)
+    wanted = model.check_layers(list(layers))
+    check_int(target_dim, "target_dim", 1, "target_dim=4096")
+
+    def forward(x):
+        outputs = model.forward_layers(x, wanted)
+        return {name: F.adaptive_avg_pool2d(out, pool_size(out.shape[1], out.shape[-1], target_dim))
+                if out.dim() == 4 else out for name, out in outputs.items()}
+    features = _run(model, dataset, forward, batch_size, device, progress, "layer features")
+    return {name: features[name] for name in wanted}

@@ -1,12 +1,14 @@
 """Bring your own images: decode an ImageFolder tree into memory, with clear errors."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .progress import tqdm
 
@@ -23,7 +25,24 @@ def image_folder(path: Path, split: str) -> ImageFolder:
     elif any((path / s).is_dir() for s in ("train", "test", "val")):
         found = sorted(p.name for p in path.iterdir() if p.is_dir())
         raise ValueError(f"split={split!r} has no folder under {str(path)!r}; found {found}")
-    return ImageFolder(str(path), loader=lambda file: file)
+    return _VisibleImageFolder(str(path), loader=lambda file: file,
+                               is_valid_file=lambda file: _visible(file) and file.lower().endswith(IMG_EXTENSIONS))
+
+
+def _visible(path: str) -> bool:
+    return not any(part.startswith(".") for part in Path(path).parts[-2:])
+
+
+class _VisibleImageFolder(ImageFolder):
+    """ImageFolder that ignores hidden folders (``.ipynb_checkpoints``, ``.git``): they are not classes."""
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        classes = sorted(entry.name for entry in os.scandir(directory)
+                         if entry.is_dir() and not entry.name.startswith("."))
+        if not classes:
+            raise FileNotFoundError(f"no class folders under {directory!r}; 'folder:<path>' needs "
+                                    f"<path>/<class>/*.jpg (or <path>/<split>/<class>/*.jpg)")
+        return classes, {name: i for i, name in enumerate(classes)}
 
 
 def decode_images(files: list[str], size: int, desc: str = "decoding") -> torch.Tensor:

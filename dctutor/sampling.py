@@ -13,28 +13,9 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from .validation import check_int, check_labels
+
 Labels = Sequence[int] | np.ndarray | torch.Tensor
-
-
-def _as_labels(labels: Labels) -> np.ndarray:
-    if isinstance(labels, torch.Tensor):
-        labels = labels.detach().cpu().numpy()
-    elif not isinstance(labels, (np.ndarray, Sequence)) or isinstance(labels, (str, bytes)):
-        raise TypeError(f"labels must be a 1-D sequence, numpy array or torch tensor of cluster ids, "
-                        f"got {type(labels).__name__}; e.g. labels=kmeans(...).labels")
-    array = np.asarray(labels)
-    if array.ndim != 1:
-        raise ValueError(f"labels must be 1-D (one cluster id per image), got shape {array.shape}; "
-                         f"flatten it, e.g. labels.reshape(-1)")
-    if len(array) == 0:
-        raise ValueError("labels is empty; pass one cluster id per image of the data set")
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"labels must hold integer cluster ids, got dtype {array.dtype}; "
-                        f"convert them, e.g. labels.astype(np.int64)")
-    if array.min() < 0:
-        raise ValueError(f"labels must be cluster ids >= 0, got {array.min()}; "
-                         f"drop or relabel the images marked negative")
-    return array.astype(np.int64, copy=False)
 
 
 def inverse_frequency_weights(labels: Labels) -> torch.Tensor:
@@ -43,7 +24,7 @@ def inverse_frequency_weights(labels: Labels) -> torch.Tensor:
     The weighting equivalent of uniform sampling (Sec. 3.3): the weights sum to N, so the loss
     keeps its scale, and every non-empty cluster carries the same total, N / n_nonempty.
     """
-    array = _as_labels(labels)
+    array = check_labels(labels)
     sizes = np.bincount(array)
     weights = len(array) / (np.count_nonzero(sizes) * sizes[array].astype(np.float64))
     return torch.from_numpy(weights.astype(np.float32))
@@ -68,14 +49,10 @@ class UniformLabelSampler(torch.utils.data.Sampler[int]):
 
     def __init__(self, labels: Labels, num_samples: int | None = None,
                  generator: torch.Generator | None = None) -> None:
-        array = _as_labels(labels)
+        array = check_labels(labels)
         if num_samples is None:
             num_samples = len(array)
-        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
-            raise TypeError(f"num_samples must be an int or None, got {num_samples!r} "
-                            f"({type(num_samples).__name__}); e.g. num_samples=len(labels)")
-        if num_samples < 1:
-            raise ValueError(f"num_samples={num_samples} must be at least 1; e.g. num_samples=len(labels)")
+        check_int(num_samples, "num_samples", 1, "num_samples=len(labels)")
         if generator is None:
             generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
         elif not isinstance(generator, torch.Generator):

@@ -30,6 +30,11 @@ def test_help_lists_the_commands_and_options():
     (["train", "--out", "x", "--uniform-sampling", "maybe"], "'maybe' is not true or false"),
     (["train", "--out", "x", "--small-input", "huge"], "invalid choice: 'huge'"),
     (["train"], "--out"),
+    (["train", "--out", ""], "--out: needs a folder name"),
+    (["train", "--out", "x", "--dataset", "folder:"], "folder: needs a path"),
+    (["train", "--out", "x", "--arch", "vgg"], "invalid choice: 'vgg'"),
+    (["train", "--out", "x", "--lr", "inf"], "must be a finite positive number"),
+    (["train", "--out", "x", "--ep", "3"], "unrecognized arguments: --ep"),
 ])
 def test_bad_arguments_exit_with_a_clear_message(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -50,9 +55,13 @@ def test_bad_values_fail_before_training(tmp_path, capsys):
 
 def test_divergence_exits_with_advice(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--out", str(tmp_path / "r"), *TINY, "--lr", "1e6", "--epochs", "4"])
+        main(["train", "--out", str(tmp_path / "r"), *TINY, "--lr", "10", "--epochs", "4"])
     assert exit_info.value.code == 2
-    assert "training diverged; lower lr" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "training diverged" in err and "lower lr" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(tmp_path / "r2"), *TINY, "--lr", "1e6"])
+    assert "lr=1000000.0 must be <= 10" in capsys.readouterr().err
 
 
 def test_two_epoch_run_resumes_and_probes(tmp_path, capsys):
@@ -75,3 +84,62 @@ def test_two_epoch_run_resumes_and_probes(tmp_path, capsys):
     table = json.loads((out / "probe.json").read_text())
     assert [row["layer"] for row in table] == ["conv2", "conv5", "knn fc7"]
     assert "random" in capsys.readouterr().out
+
+
+def test_probe_refuses_to_score_on_the_training_images(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY, "--epochs", "1"]) == 0
+    with pytest.raises(SystemExit):
+        main(["probe", "--run", str(out), "--test-split", "train"])
+    assert "is the split the run trained on" in capsys.readouterr().err
+    folder = tmp_path / "tree"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"dataset": f"folder:{folder}", "split": "train"}))
+    from dctutor.cli import _check_held_out
+    with pytest.raises(ValueError, match="has no test/ folder, so every split is the same images"):
+        _check_held_out({"dataset": f"folder:{folder}", "split": "train"}, "test")
+
+
+def test_foreign_files_in_out_are_never_overwritten(tmp_path, capsys):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "history.csv").write_text("my own data\n")
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(out), *TINY])
+    assert "not empty and holds no dctutor run" in capsys.readouterr().err
+    assert (out / "history.csv").read_text() == "my own data\n"
+
+
+def test_damaged_checkpoint_is_named_and_kept(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY, "--epochs", "1"]) == 0
+    for garbage in (b"", b"not a checkpoint at all", (out / "checkpoint.pt").read_bytes()[:200]):
+        (out / "checkpoint.pt").write_bytes(garbage)
+        with pytest.raises(SystemExit):
+            main(["train", "--out", str(out), *TINY, "--epochs", "2"])
+        err = capsys.readouterr().err
+        assert "checkpoint.pt is damaged or not a dctutor checkpoint" in err and len(err.strip().splitlines()) == 1
+        assert (out / "checkpoint.pt").read_bytes() == garbage
+
+
+def test_resnet18_trains_probes_and_transfers(tmp_path, capsys):
+    from dctutor.voc_standin import make_voc_standin
+
+    out = tmp_path / "r18"
+    assert main(["train", "--out", str(out), *TINY, "--arch", "resnet18", "--image-size", "16", "--epochs", "2"]) == 0
+    assert json.loads((out / "run.json").read_text())["arch"] == "resnet18"
+    assert [row["epoch"] for row in json.loads((out / "history.json").read_text())] == [0, 1]
+    assert main(["probe", "--run", str(out), "--test-n", "40", "--epochs", "1", "--knn-k", "5",
+                 "--min-steps", "5", "--layers", "layer2", "layer4"]) == 0
+    assert [row["layer"] for row in json.loads((out / "probe.json").read_text())] == ["layer2", "layer4", "knn pool"]
+    make_voc_standin(tmp_path / "voc", n_train=24, n_val=16, n_test=4, image_size=32, progress=False)
+    assert main(["transfer", "--run", str(out), "--voc", str(tmp_path / "voc"), "--image-size", "16",
+                 "--epochs-fc", "2", "--epochs-all", "1", "--crops", "2", "--device", "cpu"]) == 0
+    result = json.loads((out / "transfer.json").read_text())
+    assert {(r["init"], r["mode"]) for r in result["rows"]} == {(i, m) for i in ("DeepCluster", "Random")
+                                                                 for m in ("fc6-8", "all")}
+    assert all(0 < r["map"] <= 1 for r in result["rows"]) and result["arch"]["name"] == "resnet18"
+    with pytest.raises(SystemExit):
+        main(["transfer", "--run", str(out), "--voc", str(tmp_path / "voc"), "--test-split", "train"])
+    assert "both train" in capsys.readouterr().err

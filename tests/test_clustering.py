@@ -156,9 +156,10 @@ def test_pca_whiten_matches_faiss_up_to_sqrt_n_and_the_sign_of_each_axis():
     pca.train(features)
     theirs, ours = pca.apply_py(features), pca_whiten(features, dim=8)
     sign = np.sign((ours * theirs).sum(0))
-    np.testing.assert_allclose(ours * sign / np.sqrt(n), theirs, atol=1e-5)
+    # float32 eigensolvers differ in the last digits: agree to 1e-4 on values of order 1
+    np.testing.assert_allclose(ours * sign / np.sqrt(n), theirs, atol=1e-4)
     normalised = theirs / np.linalg.norm(theirs, axis=1, keepdims=True)
-    np.testing.assert_allclose(preprocess(features, dim=8) * sign, normalised, atol=1e-5)
+    np.testing.assert_allclose(preprocess(features, dim=8) * sign, normalised, atol=1e-4)
 
 
 def test_dim_is_clamped_to_the_rank_of_the_centred_data_with_a_warning():

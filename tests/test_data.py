@@ -98,11 +98,11 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
         load_dataset("imagenet")
     with pytest.raises(TypeError, match="name must be a string"):
         load_dataset(3)
-    with pytest.raises(ValueError, match="n must be a positive int"):
+    with pytest.raises(ValueError, match="n=0 must be at least 1"):
         load_dataset("shapes", n=0)
     with pytest.raises(ValueError, match="n=5000 but 'digits' has only"):
         load_dataset("digits", n=5000)
-    with pytest.raises(ValueError, match="image_size must be an int"):
+    with pytest.raises(ValueError, match="image_size=2 must be at least 8"):
         load_dataset("shapes", n=10, image_size=2)
     with pytest.raises(ValueError, match="split='val' is unknown for shapes"):
         load_dataset("shapes", "val", n=10)

@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from dctutor.data import load_dataset
-from dctutor.evaluate import (compare_with_random, knn_from_features, layer_features, linear_probe, pool_size,
-                              polarity_labels, probe_features, random_like, same_polarity)
-from dctutor.features import extract_features
+from dctutor.evaluate import compare_with_random, knn_from_features, linear_probe, probe_features, random_like
+from dctutor.features import extract_features, layer_features, pool_size
 from dctutor.models import alexnet
 
 
@@ -87,15 +86,3 @@ def test_probes_need_labels(data, model):
     unlabelled.targets[:] = -1
     with pytest.raises(ValueError, match="unlabelled"):
         linear_probe(model, unlabelled, test)
-
-
-def test_same_polarity_makes_every_object_light_on_dark():
-    data = load_dataset("shapes", n=60, seed=0)
-    polarity = polarity_labels(data.images)
-    assert 0 < polarity.mean() < 1  # shapes mixes both contrasts
-    fixed = same_polarity(data)
-    assert polarity_labels(fixed.images).all()
-    assert torch.equal(fixed.images[polarity == 1], data.images[polarity == 1])
-    assert torch.equal(fixed.images[polarity == 0], 255 - data.images[polarity == 0])
-    with pytest.raises(ValueError, match="uint8"):
-        polarity_labels(data.images.float())

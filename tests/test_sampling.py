@@ -206,8 +206,8 @@ def test_bad_labels_raise(labels, error, match):
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"num_samples": 0}, ValueError, "num_samples=0 must be at least 1"),
     ({"num_samples": -3}, ValueError, "num_samples=-3 must be at least 1"),
-    ({"num_samples": 2.5}, TypeError, r"num_samples must be an int or None, got 2\.5 \(float\)"),
-    ({"num_samples": True}, TypeError, r"num_samples must be an int or None, got True"),
+    ({"num_samples": 2.5}, TypeError, r"num_samples must be an int, got 2\.5 \(float\)"),
+    ({"num_samples": True}, TypeError, r"num_samples must be an int, got True"),
     ({"generator": 0}, TypeError, r"generator must be a torch.Generator or None, got int.*manual_seed"),
     ({"generator": np.random.default_rng(0)}, TypeError, "generator must be a torch.Generator"),
 ])

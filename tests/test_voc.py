@@ -6,7 +6,8 @@ import pytest
 import torch
 from torchvision.datasets import VOCDetection
 
-from dctutor.voc import STANDIN_CLASSES, VOC_CLASSES, VOCClassification, make_voc_standin, parse_annotation
+from dctutor.voc import VOC_CLASSES, VOCClassification, parse_annotation
+from dctutor.voc_standin import STANDIN_CLASSES, make_voc_standin
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "voc2007-trainval-256.tar.gz"
 

@@ -1,21 +1,23 @@
-"""Chapter 4's figures: the exact computations behind them, and that each draws."""
+"""Chapter 4's lab: the exact computations behind its figures, the contrast shortcut, and the figures."""
 import matplotlib
 
 matplotlib.use("Agg")
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
 from dctutor.data import load_dataset
 from dctutor.models import alexnet
-from dctutor.visualize import (cluster_montage, effective_filters, plot_cluster_sizes, plot_filters, plot_history,
-                               plot_probe, plot_top_images, top_activating)
+from dctutor.labs.figures import (cluster_montage, plot_cluster_sizes, plot_filters, plot_history, plot_probe,
+                                  plot_top_images)
+from dctutor.labs.inspect import effective_filters, polarity_labels, same_polarity, top_activating
 
 
 def test_effective_filters_reproduce_sobel_then_conv1():
     model = alexnet(10, small_input=True, width=0.125, seed=0)
     x = torch.randn(2, 3, 20, 20)
-    through_layers = F.conv2d(model.sobel(x), model.features.conv1[0].weight)
+    through_layers = F.conv2d(model.sobel(x), model.first_conv.weight)
     direct = F.conv2d(x, torch.from_numpy(effective_filters(model).copy()))
     # Equal away from the border, where the Sobel layer's zero padding plays no part.
     torch.testing.assert_close(through_layers[..., 1:-1, 1:-1], direct, atol=1e-5, rtol=1e-5)
@@ -25,7 +27,7 @@ def test_effective_filters_reproduce_sobel_then_conv1():
 
 def test_rgb_filters_are_the_weights():
     model = alexnet(10, sobel=False, small_input=True, width=0.125, seed=0)
-    assert np.array_equal(effective_filters(model), model.features.conv1[0].weight.detach().numpy())
+    assert np.array_equal(effective_filters(model), model.first_conv.weight.detach().numpy())
 
 
 def test_top_activating_finds_the_maximum():
@@ -36,7 +38,7 @@ def test_top_activating_finds_the_maximum():
     with torch.no_grad():
         x = (data.images.float() / 255 - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / \
             torch.tensor([0.229, 0.224, 0.225])[:, None, None]
-        score = model.eval().activations(x, "conv5")[:, 3].amax(dim=(1, 2))
+        score = model.eval().forward_layers(x, ["conv5"])["conv5"][:, 3].amax(dim=(1, 2))
     assert int(top[1, 0]) == int(score.argmax())
 
 
@@ -51,3 +53,15 @@ def test_every_figure_draws():
                plot_top_images(data, top_activating(model, data, [0, 1]), [0, 1]),
                plot_probe([{"layer": "conv1", "trained": 0.5, "random": 0.4}])]
     assert all(len(fig.axes) >= 1 for fig in figures)
+
+
+def test_same_polarity_makes_every_object_light_on_dark():
+    data = load_dataset("shapes", n=60, seed=0)
+    polarity = polarity_labels(data.images)
+    assert 0 < polarity.mean() < 1  # shapes mixes both contrasts
+    fixed = same_polarity(data)
+    assert polarity_labels(fixed.images).all()
+    assert torch.equal(fixed.images[polarity == 1], data.images[polarity == 1])
+    assert torch.equal(fixed.images[polarity == 0], 255 - data.images[polarity == 0])
+    with pytest.raises(ValueError, match="uint8"):
+        polarity_labels(data.images.float())

@@ -13,12 +13,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from sklearn.metrics import normalized_mutual_info_score
-
-from .clustering import kmeans, preprocess
-from .data import ImageDataset
-from .features import extract_features
-from .models import alexnet
+from ..clustering import kmeans, preprocess
+from ..data import ImageDataset
+from ..features import extract_features
+from ..metrics import nmi
+from ..models import alexnet, small_input_for
 
 
 def hue_labels(images: torch.Tensor, bins: int = 10) -> np.ndarray:
@@ -34,13 +33,13 @@ def hue_labels(images: torch.Tensor, bins: int = 10) -> np.ndarray:
 
 
 def random_init_nmi(dataset: ImageDataset, labels: Mapping[str, np.ndarray], *, sobel: bool, k: int,
-                    seeds: Sequence[int], width: float = 0.5, layer: str = "fc7", dim: int = 256,
+                    seeds: Sequence[int], width: float = 0.5, layer: str | None = None, dim: int = 256,
                     device: str | torch.device | None = None) -> list[dict]:
     """Cluster the features of randomly initialised AlexNets and score the clusters against ``labels``.
 
-    For every seed: a fresh ``alexnet(sobel=sobel, seed=seed)``, features of ``layer`` (fc7 is
-    what DeepCluster clusters), PCA-whitening to ``dim`` and L2 (Sec. 3.4), k-means with ``k``
-    clusters, then NMI with each named labelling. Returns one row per seed:
+    For every seed: a fresh ``alexnet(sobel=sobel, seed=seed)``, features of ``layer`` (default:
+    the embedding DeepCluster clusters, fc7 before its ReLU), PCA-whitening to ``dim`` and L2
+    (Sec. 3.4), k-means with ``k`` clusters, then NMI with each named labelling. Returns one row per seed:
     ``{"seed", "sobel", "nmi_<name>" ...}``.
     """
     if not seeds:
@@ -50,12 +49,10 @@ def random_init_nmi(dataset: ImageDataset, labels: Mapping[str, np.ndarray], *, 
             raise ValueError(f"labels[{name!r}] has {len(truth)} entries but the dataset has {len(dataset)} images")
     rows = []
     for seed in seeds:
-        model = alexnet(k, sobel=sobel, small_input=dataset.image_size < 128, width=width, seed=seed)
+        model = alexnet(k, sobel=sobel, small_input=small_input_for(dataset.image_size), width=width, seed=seed)
         features = preprocess(extract_features(model, dataset, layer, device=device, progress=False), dim)
         clusters = kmeans(features, k, seed=seed, device=device).labels
         row = {"seed": seed, "sobel": sobel}
-        # The paper's NMI (Sec. 4.1) normalises by sqrt(H(A) H(B)): scikit-learn's "geometric" mean.
-        row.update({f"nmi_{name}": float(normalized_mutual_info_score(truth, clusters, average_method="geometric"))
-                    for name, truth in labels.items()})
+        row.update({f"nmi_{name}": nmi(truth, clusters) for name, truth in labels.items()})
         rows.append(row)
     return rows

@@ -1,4 +1,4 @@
-"""Chapter 2's helpers: k-means step by step in 2-D, and side-by-side comparisons.
+"""Chapter 2's lab: k-means step by step in 2-D, and side-by-side comparisons.
 
 * :func:`duplicate_blob_data` and :func:`kmeans_steps` build and replay a small 2-D case where
   Lloyd's algorithm leaves clusters empty, with and without the reassignment of Sec. 3.3;
@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from sklearn.metrics import normalized_mutual_info_score
-
-from .clustering import KMeansResult, _as_matrix, kmeans, pca_whiten
+from ..clustering import KMeansResult, kmeans, pca_whiten
+from ..metrics import cluster_stats, nmi
+from ..validation import check_int, check_matrix
 
 
 # ----------------------------------------------------------------------------------------------
@@ -54,8 +54,7 @@ def kmeans_steps(x: np.ndarray, k: int, init: np.ndarray, n_steps: int, *, reass
     run replays the previous one and goes one iteration further. The list stops early once
     k-means has converged (its labels stopped changing), so it has at most ``n_steps`` entries.
     """
-    if not isinstance(n_steps, int) or isinstance(n_steps, bool) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
+    check_int(n_steps, "n_steps", 1, "n_steps=15")
     steps = []
     for t in range(1, n_steps + 1):
         result = kmeans(x, k, n_iter=t, seed=seed, init=init, reassign_empty=reassign_empty, device="cpu")
@@ -205,29 +204,9 @@ def plot_splits(x: np.ndarray, states: Sequence[dict], iteration: int, title: st
 # Cluster sizes and NMI, raw features against preprocessed ones
 # ----------------------------------------------------------------------------------------------
 
-def nmi(a: np.ndarray, b: np.ndarray) -> float:
-    """The paper's NMI (Sec. 4.1): I(A;B) / sqrt(H(A) H(B)), 0 for independent labellings, 1 for equal ones."""
-    return float(normalized_mutual_info_score(a, b, average_method="geometric"))
-
-
-def size_stats(labels: np.ndarray, k: int) -> dict:
-    """How evenly ``labels`` fill ``k`` clusters.
-
-    ``n_empty``; ``largest``: the fraction of points in the biggest cluster; ``n_effective``: the
-    exponential of the entropy of the size distribution, k when all clusters are equal and 1 when
-    one cluster holds everything.
-    """
-    sizes = np.bincount(np.asarray(labels), minlength=k)
-    if len(sizes) != k:
-        raise ValueError(f"labels go up to {len(sizes) - 1} but k={k}; pass the k the labels came from")
-    p = sizes[sizes > 0] / sizes.sum()
-    return {"n_empty": int((sizes == 0).sum()), "largest": float(sizes.max() / sizes.sum()),
-            "n_effective": float(np.exp(-(p * np.log(p)).sum()))}
-
-
 def variance_fractions(features: np.ndarray) -> np.ndarray:
     """The fraction of the total variance along each principal direction of ``features``, largest first."""
-    x = _as_matrix(features, "features").cpu().numpy()
+    x = check_matrix(features, "features").cpu().numpy()
     centred = x - x.mean(axis=0, dtype=np.float64).astype(np.float32)
     # X^T X and X X^T share their non-zero eigenvalues: decompose the smaller one.
     small = centred.T @ centred if centred.shape[0] >= centred.shape[1] else centred @ centred.T
@@ -245,7 +224,7 @@ def preprocessing_variants(features: np.ndarray, dim: int = 256) -> dict[str, np
     The last one equals :func:`dctutor.clustering.preprocess`; the PCA is computed once for both
     whitened variants.
     """
-    raw = _as_matrix(features, "features").cpu().numpy()
+    raw = check_matrix(features, "features").cpu().numpy()
     whitened = pca_whiten(raw, dim)
     dim = whitened.shape[1]  # pca_whiten may have clamped it, and said so
     return {"raw": raw, "L2 only": _l2(raw), f"PCA-whiten {dim}": whitened,
@@ -257,16 +236,18 @@ def compare_preprocessing(variants: Mapping[str, np.ndarray], labels: np.ndarray
     """Cluster each of ``variants`` (e.g. :func:`preprocessing_variants`) with the same k-means and measure it.
 
     torch backend, with reassignment, same ``seed`` for all. Returns one row per variant: ``name``,
-    ``dim`` (dimension clustered), ``sizes`` (the k sizes, largest first), the :func:`size_stats`
-    and ``nmi`` with ``labels``.
+    ``dim`` (dimension clustered), ``sizes`` (the k sizes, largest first), ``n_empty``,
+    ``largest`` and ``n_effective`` (:func:`dctutor.metrics.cluster_stats`) and ``nmi`` with ``labels``.
     """
     rows = []
     for name, x in variants.items():
         if len(labels) != len(x):
             raise ValueError(f"labels has {len(labels)} entries but variants[{name!r}] has {len(x)} rows")
         result = kmeans(x, k, n_iter=n_iter, seed=seed, device=device)
+        stats = cluster_stats(result.labels, k)
         rows.append({"name": name, "dim": int(x.shape[1]), "sizes": np.sort(result.cluster_sizes())[::-1],
-                     **size_stats(result.labels, k), "nmi": nmi(labels, result.labels)})
+                     **{key: stats[key] for key in ("n_empty", "largest", "n_effective")},
+                     "nmi": nmi(labels, result.labels)})
     return rows
 
 
@@ -300,8 +281,8 @@ def mean_sq_distance(x: np.ndarray, centroids: np.ndarray, chunk_size: int = 409
 
     Every implementation is scored with this same function, from its centroids alone.
     """
-    xt = _as_matrix(x, "x").double()
-    ct = _as_matrix(centroids, "centroids").double()
+    xt = check_matrix(x, "x").double()
+    ct = check_matrix(centroids, "centroids").double()
     if xt.shape[1] != ct.shape[1]:
         raise ValueError(f"x has {xt.shape[1]} columns but centroids has {ct.shape[1]}")
     total = 0.0
@@ -331,8 +312,8 @@ def compare_implementations(x: np.ndarray, k: int, init: np.ndarray, *, n_iter: 
     it), ``n_empty`` in its labels, ``seconds`` and ``nmi_torch`` (NMI of its labels with
     dctutor-torch's).
     """
-    x = np.ascontiguousarray(_as_matrix(x, "x").cpu().numpy())
-    init = np.ascontiguousarray(_as_matrix(init, "init").cpu().numpy())
+    x = np.ascontiguousarray(check_matrix(x, "x").cpu().numpy())
+    init = np.ascontiguousarray(check_matrix(init, "init").cpu().numpy())
     if init.shape != (k, x.shape[1]):
         raise ValueError(f"init has shape {init.shape} but k={k} centroids of dimension {x.shape[1]} are needed")
     runs = {}

@@ -1,4 +1,4 @@
-"""Skewed pseudo-labels and what they do to a classifier (Caron et al., ECCV 2018, Sec. 3.3).
+"""Chapter 3's lab: skewed pseudo-labels and what they do to a classifier (Caron et al., ECCV 2018, Sec. 3.3).
 
 Sec. 3.3 warns that when most images sit in a few clusters the network learns to tell only those
 apart, and that drawing images uniformly over the pseudo-labels (or, equivalently, weighting each
@@ -23,24 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .device import pick_device
-from .sampling import UniformLabelSampler, inverse_frequency_weights
+from ..device import pick_device
+from ..sampling import UniformLabelSampler, inverse_frequency_weights
+from ..validation import check_choice, check_float, check_int, check_labels
 
 BALANCES = ("shuffle", "uniform", "weighted")
 _COLOURS = {"shuffle": "tab:red", "uniform": "tab:blue", "weighted": "tab:green"}
 _NAMES = {"shuffle": "plain shuffling", "uniform": "UniformLabelSampler", "weighted": "inverse-frequency weights"}
-
-
-def _check_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
-    if not isinstance(labels, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array of cluster ids, got {type(labels).__name__}; "
-                        f"e.g. kmeans(...).labels")
-    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D integer array, got dtype {labels.dtype}, "
-                         f"shape {labels.shape}")
-    if labels.min() < 0:
-        raise ValueError(f"{name} must hold cluster ids >= 0, got {labels.min()}")
-    return labels.astype(np.int64, copy=False)
 
 
 def zipf_sizes(k: int, largest: int, exponent: float) -> np.ndarray:
@@ -49,12 +38,9 @@ def zipf_sizes(k: int, largest: int, exponent: float) -> np.ndarray:
     ``exponent=0`` gives k equal clusters; 1 is Zipf's law; 2 is heavier: with 10 clusters the
     largest then holds more than half of the images.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
-    if isinstance(largest, bool) or not isinstance(largest, (int, np.integer)) or largest < 1:
-        raise ValueError(f"largest must be a positive int (images in the biggest cluster), got {largest!r}")
-    if isinstance(exponent, bool) or not isinstance(exponent, (int, float)) or not 0 <= exponent <= 10:
-        raise ValueError(f"exponent must be a number in [0, 10] (1 is Zipf's law), got {exponent!r}")
+    check_int(k, "k", 1, "k=10")
+    check_int(largest, "largest", 1, "largest=400 (images in the biggest cluster)")
+    check_float(exponent, "exponent", 0, "exponent=1.0 (Zipf's law)", high=10)
     ranks = np.arange(1, k + 1, dtype=np.float64)
     return np.maximum(1, np.round(largest * ranks ** -float(exponent))).astype(np.int64)
 
@@ -87,10 +73,8 @@ def zipf_split(labels: np.ndarray, exponent: float, largest: int, test_per_clust
     fewer. The held-out set is balanced, so a classifier that favours the big clusters cannot hide
     it there. Every cluster must have more than ``test_per_cluster`` images.
     """
-    labels = _check_labels(labels)
-    if isinstance(test_per_cluster, bool) or not isinstance(test_per_cluster, (int, np.integer)) \
-            or test_per_cluster < 1:
-        raise ValueError(f"test_per_cluster must be a positive int, got {test_per_cluster!r}")
+    labels = check_labels(labels)
+    check_int(test_per_cluster, "test_per_cluster", 1, "test_per_cluster=40")
     k = int(labels.max()) + 1
     sizes = np.bincount(labels, minlength=k)
     if sizes.min() <= test_per_cluster:
@@ -116,7 +100,7 @@ def score_predictions(truth: np.ndarray, predicted: np.ndarray, k: int, largest:
     ``balanced_accuracy`` (their mean), ``predicted_counts`` (k ints), ``largest_share`` (fraction
     of predictions that are cluster ``largest``) and ``n_predicted`` (distinct ids predicted).
     """
-    truth, predicted = _check_labels(truth, "truth"), _check_labels(predicted, "predicted")
+    truth, predicted = check_labels(truth, "truth"), check_labels(predicted, "predicted")
     if len(truth) != len(predicted):
         raise ValueError(f"truth has {len(truth)} labels but predicted has {len(predicted)}")
     hits = np.bincount(truth, weights=truth == predicted, minlength=k)[:k]
@@ -163,12 +147,10 @@ def train_head(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_t
     SGD steps (momentum 0.9) from the same initialisation for a given ``seed``. Inputs are
     standardised with the training set's per-dimension mean and standard deviation.
     """
-    if balance not in BALANCES:
-        raise ValueError(f"balance={balance!r} is unknown; use one of {list(BALANCES)}")
+    check_choice(balance, "balance", BALANCES)
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("hidden", hidden), ("k", k)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    y_train, y_test = _check_labels(y_train, "y_train"), _check_labels(y_test, "y_test")
+        check_int(value, name, 1)
+    y_train, y_test = check_labels(y_train, "y_train"), check_labels(y_test, "y_test")
     if max(y_train.max(), y_test.max()) >= k:
         raise ValueError(f"labels go up to {max(y_train.max(), y_test.max())} but k={k}; pass the number of clusters")
     if len(x_train) != len(y_train) or len(x_test) != len(y_test):

@@ -1,7 +1,7 @@
-"""Figures for chapter 4: the training curves of Fig. 2, the filters of Fig. 3, clusters, top-9 images.
+"""The figures the chapters and the results page draw. Each function draws one figure and returns it.
 
-Each function draws one figure and returns it; the computations behind them (effective filters,
-top-activating images) are separate functions so that they can be tested and reused.
+The computations behind them live in the core (``dctutor.metrics``, ``dctutor.evaluate``) or in
+the chapter labs (``dctutor.labs.inspect``); only drawing happens here.
 """
 from __future__ import annotations
 
@@ -10,10 +10,62 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .data import ImageDataset, eval_transform
-from .models import AlexNet
+from ..data import ImageDataset
+from ..sobel import Sobel
+
+
+def _show(ax: plt.Axes, image: np.ndarray, title: str = "", cmap: str | None = None, **kwargs) -> None:
+    ax.imshow(image, cmap=cmap, **kwargs)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+def sobel_panels(images: torch.Tensor) -> plt.Figure:
+    """For each uint8 RGB image: the image, its grayscale, Gx, Gy and the gradient magnitude."""
+    x = images.float() / 255.0
+    gray = x.mean(dim=1)
+    grad = Sobel()(x)
+    magnitude = grad.pow(2).sum(dim=1).sqrt()
+    fig, axes = plt.subplots(len(images), 5, figsize=(7.5, 1.6 * len(images)), squeeze=False)
+    for row, ax in enumerate(axes):
+        limit = float(grad[row].abs().max()) or 1.0
+        _show(ax[0], images[row].permute(1, 2, 0).numpy(), "RGB input" if row == 0 else "")
+        _show(ax[1], gray[row].numpy(), "grayscale (1x1, 1/3)" if row == 0 else "", "gray")
+        _show(ax[2], grad[row, 0].numpy(), "Gx" if row == 0 else "", "RdBu", vmin=-limit, vmax=limit)
+        _show(ax[3], grad[row, 1].numpy(), "Gy" if row == 0 else "", "RdBu", vmin=-limit, vmax=limit)
+        _show(ax[4], magnitude[row].numpy(), "|G|" if row == 0 else "", "magma")
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols: int = 10,
+               size: float = 1.0) -> plt.Figure:
+    """A grid of uint8 RGB images (N, 3, H, W) with optional titles."""
+    nrows = max(1, -(-len(images) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.1), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            _show(ax, images[i].permute(1, 2, 0).numpy(), titles[i] if titles else "")
+    fig.tight_layout()
+    return fig
+
+
+def compare_nmi(rows: Sequence[dict], metrics: Sequence[str], title: str = "") -> plt.Figure:
+    """One panel per metric: NMI of every seed for RGB and Sobel inputs, with the mean as a bar."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for pos, sobel in enumerate((False, True)):
+            values = [r[metric] for r in rows if r["sobel"] == sobel]
+            ax.bar(pos, np.mean(values), color=("tab:orange", "tab:blue")[pos], alpha=0.35, width=0.6)
+            ax.scatter([pos] * len(values), values, color=("tab:orange", "tab:blue")[pos], zorder=3)
+        ax.set_xticks([0, 1], ["RGB", "Sobel"])
+        ax.set_title(metric.replace("nmi_", "NMI with ") + " labels", fontsize=10)
+        ax.set_ylim(bottom=0)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 def plot_history(history: Sequence[dict], title: str = "") -> plt.Figure:
@@ -48,22 +100,6 @@ def plot_cluster_sizes(history: Sequence[dict], title: str = "cluster sizes, lar
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
-
-
-def effective_filters(model: AlexNet) -> np.ndarray:
-    """conv1's filters as seen from the RGB pixels, shape (out, 3, h, w).
-
-    Without Sobel these are conv1's weights. With Sobel, conv1 sees gradients: composing the fixed
-    grayscale + Sobel layer with each filter (one linear map after the other) gives the RGB filter
-    it really applies, the same in the three channels since the grayscale step drops colour.
-    """
-    weight = model.features.conv1[0].weight.detach().cpu()
-    if model.sobel is None:
-        return weight.numpy()
-    sobel_kernel = model.sobel.sobel_weight.detach().cpu()  # (2, 1, 3, 3): Gx and Gy
-    # A full convolution of each conv1 filter with the Sobel kernels, summed over the two gradients.
-    combined = F.conv_transpose2d(weight, sobel_kernel)  # (out, 1, h + 2, w + 2)
-    return (combined / 3).expand(-1, 3, -1, -1).numpy()
 
 
 def plot_filters(filters: np.ndarray, title: str = "", ncols: int = 12) -> plt.Figure:
@@ -104,23 +140,6 @@ def cluster_montage(dataset: ImageDataset, labels: np.ndarray, clusters: Sequenc
         row[0].set_title(f"cluster {cluster} ({len(members)} images) {majority}", fontsize=8, loc="left")
     fig.tight_layout()
     return fig
-
-
-@torch.no_grad()
-def top_activating(model: AlexNet, dataset: ImageDataset, units: Sequence[int], layer: str = "conv5",
-                   top: int = 9, batch_size: int = 256) -> np.ndarray:
-    """Indices (len(units), top) of the images that excite each unit of ``layer`` most (spatial max),
-    as in the paper's Fig. 4-5 (eval mode, un-augmented images)."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    to_input = eval_transform()
-    scores = []
-    for start in range(0, len(dataset), batch_size):
-        x = to_input(dataset.images[start:start + batch_size].to(device))
-        scores.append(model.activations(x, layer)[:, list(units)].amax(dim=(2, 3)).cpu())
-    model.train(was_training)
-    return torch.cat(scores).topk(top, dim=0).indices.T.numpy()
 
 
 def plot_top_images(dataset: ImageDataset, indices: np.ndarray, units: Sequence[int], layer: str = "conv5"

@@ -1,0 +1,129 @@
+"""Does DeepCluster's loop collapse without the defences of Sec. 3.3? A grid over regimes and seeds.
+
+    python benchmarks/bench_collapse.py --data ../shared/data/cifar10-jpeg.tar.gz --n 3000 --seeds 0 1 2
+
+For every regime (learning rate, k, passes per clustering, epochs) and seed, the same random AlexNet
+is trained twice: with the paper's defences (uniform sampling over clusters and empty-cluster
+reassignment) and with neither (plain shuffling, empty clusters left empty). Every epoch records
+the share of the images in the largest cluster, the effective number of clusters exp(H), the
+number of empty clusters and NMI with the labels. ``--data`` is the CIFAR-10 JPEG tarball, an
+unpacked ImageFolder tree, or ``shapes`` (offline). Prints a markdown table; saves numbers only
+(no image) to ``--json``.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import numpy as np
+import torch
+
+from dctutor.data import load_dataset
+from dctutor.deepcluster import DeepClusterConfig, train_deepcluster
+from dctutor.models import alexnet, small_input_for
+from dctutor.runs import write_json
+
+from bench_deepcluster import data_folder
+
+# name -> (lr, k as a fraction of n, passes per clustering, epochs)
+REGIMES = {
+    "paper-like": (0.05, 1 / 30, 1, 20),
+    "high lr": (0.5, 1 / 30, 1, 20),
+    "many passes": (0.05, 1 / 30, 5, 12),
+    "k = n / 3": (0.05, 1 / 3, 1, 20),
+    "high lr, k = n / 3, many passes": (0.5, 1 / 3, 5, 12),
+}
+DEFENCES = {"defences on": (True, True), "defences off": (False, False)}
+KEYS = ("epoch", "loss", "nmi_labels", "n_empty", "largest", "n_effective")
+
+
+def run_grid(data, regimes, seeds, width, batch_size, device, log=print) -> list[dict]:
+    """One row per (regime, defences, seed) with its per-epoch history (the KEYS columns) and k."""
+    rows = []
+    for regime in regimes:
+        lr, k_frac, passes, epochs = REGIMES[regime]
+        k = max(2, round(len(data) * k_frac))
+        for defences, (uniform, reassign) in DEFENCES.items():
+            for seed in seeds:
+                config = DeepClusterConfig(k=k, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                           train_passes=passes, uniform_sampling=uniform, reassign_empty=reassign,
+                                           pca_dim=min(256, len(data) - 1))
+                net = alexnet(k, small_input=small_input_for(data.image_size), width=width, seed=seed)
+                t0 = time.perf_counter()
+                try:
+                    history = train_deepcluster(net, data, config, device=device, progress=False).history
+                    error = None
+                except FloatingPointError as err:
+                    history, error = [], str(err)
+                rows.append({"regime": regime, "defences": defences, "seed": seed, "k": k, "lr": lr,
+                             "passes": passes, "epochs": epochs, "error": error,
+                             "seconds": time.perf_counter() - t0,
+                             "history": [{key: row[key] for key in KEYS} for row in history]})
+                last = history[-1] if history else None
+                log(f"{regime:32s} {defences:12s} seed {seed}: " + (
+                    f"largest {last['largest']:.1%}, eff. k {last['n_effective']:.0f}/{k}, empty {last['n_empty']}, "
+                    f"NMI {last['nmi_labels']:.3f} ({rows[-1]['seconds']:.0f} s)" if last else f"failed: {error}"))
+    return rows
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Per (regime, defences): over seeds, the final and the worst epoch's largest share, effective k
+    as a fraction of k, empty clusters and the final NMI (mean, min, max)."""
+    out = []
+    for key in dict.fromkeys((r["regime"], r["defences"]) for r in rows):
+        runs = [r for r in rows if (r["regime"], r["defences"]) == key and r["history"]]
+        if not runs:
+            continue
+
+        def stat(values):
+            return {"mean": float(np.mean(values)), "min": float(np.min(values)), "max": float(np.max(values))}
+        out.append({"regime": key[0], "defences": key[1], "k": runs[0]["k"], "seeds": len(runs),
+                    "final_largest": stat([r["history"][-1]["largest"] for r in runs]),
+                    "worst_largest": stat([max(h["largest"] for h in r["history"]) for r in runs]),
+                    "final_eff_frac": stat([r["history"][-1]["n_effective"] / r["k"] for r in runs]),
+                    "worst_eff_frac": stat([min(h["n_effective"] for h in r["history"]) / r["k"] for r in runs]),
+                    "max_empty": stat([max(h["n_empty"] for h in r["history"]) for r in runs]),
+                    "final_nmi": stat([r["history"][-1]["nmi_labels"] for r in runs])})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="../shared/data/cifar10-jpeg.tar.gz", help="tarball, folder or 'shapes'")
+    ap.add_argument("--n", type=int, default=3000, help="training images")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
+    ap.add_argument("--width", type=float, default=0.25)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--json", default="benchmarks/results/collapse_cifar10_cpu.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.data == "shapes":
+        data = load_dataset("shapes", n=args.n, seed=0)
+    else:
+        data = load_dataset(f"folder:{data_folder(args.data)}", "train", n=args.n, seed=0)
+    start = time.perf_counter()
+    rows = run_grid(data, args.regimes, args.seeds, args.width, args.batch_size, args.device)
+    table = summary(rows)
+    print(f"\n{len(data)} images, AlexNet width {args.width}, seeds {args.seeds}, "
+          f"{args.threads} threads ({platform.processor() or platform.machine()}), "
+          f"{(time.perf_counter() - start) / 60:.0f} min\n")
+    print("| regime | defences | k | final largest share | worst largest share | final eff. k / k | "
+          "min eff. k / k | max empty | final NMI |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for t in table:
+        print(f"| {t['regime']} | {t['defences']} | {t['k']} | {t['final_largest']['mean']:.1%} | "
+              f"{t['worst_largest']['max']:.1%} | {t['final_eff_frac']['mean']:.2f} | "
+              f"{t['worst_eff_frac']['min']:.2f} | {t['max_empty']['max']:.0f} | {t['final_nmi']['mean']:.3f} |")
+    write_json(args.json, {"args": vars(args) | {"data": args.data.rsplit("/", 1)[-1]}, "n_train": len(data),
+                           "regimes": {name: dict(zip(("lr", "k_frac", "passes", "epochs"), REGIMES[name]))
+                                       for name in args.regimes},
+                           "runs": rows, "summary": table})
+    print(f"saved {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Run folders on disk: atomic files, damaged files named and kept, a model rebuilt from its arch."""
+import json
+
+import pytest
+import torch
+
+from dctutor.models import alexnet, resnet18
+from dctutor.runs import (CHECKPOINT, jsonable, load_checkpoint, load_model, read_json, save_checkpoint,
+                          write_history, write_json)
+
+
+@pytest.mark.parametrize("factory", [lambda: alexnet(7, small_input=True, width=0.125, seed=3),
+                                     lambda: resnet18(7, seed=3)])
+def test_load_model_rebuilds_the_saved_network(tmp_path, factory):
+    net = factory()
+    save_checkpoint(tmp_path / CHECKPOINT, {"model": net.state_dict(), "arch": net.arch, "epoch": 0})
+    loaded = load_model(tmp_path)
+    assert loaded.arch == net.arch and loaded.top_layer.out_features == 7 and not loaded.training
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values()))
+    assert not list(tmp_path.glob("*.tmp")), "no temporary file is left behind"
+
+
+def test_missing_damaged_and_foreign_checkpoints_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no DeepCluster checkpoint at .*nowhere"):
+        load_checkpoint(tmp_path / "nowhere")
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, {"epoch": 0})
+    for name, content in (("empty.pt", b""), ("random.pt", bytes(range(256)) * 4), ("cut.pt", good.read_bytes()[:64])):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=f"{name} is damaged or not a dctutor checkpoint"):
+            load_checkpoint(tmp_path / name)
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="other.pt is not a dctutor DeepCluster checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    (tmp_path / "dir.pt").mkdir()
+    with pytest.raises(FileNotFoundError, match="dir.pt"):
+        load_checkpoint(tmp_path / "dir.pt" / "x")
+
+
+def test_json_files_are_strict_and_checked(tmp_path):
+    write_json(tmp_path / "a.json", {"x": float("nan"), "y": (1, 2), "z": torch.tensor([1.5])})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": None, "y": [1, 2], "z": [1.5]}
+    assert jsonable([float("inf")]) == [None]
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json is not valid JSON"):
+        read_json(tmp_path / "bad.json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="list.json should hold a JSON object"):
+        read_json(tmp_path / "list.json")
+
+
+def test_history_files(tmp_path):
+    rows = [{"epoch": 0, "loss": 1.0, "nmi_prev": float("nan"), "sizes": [3, 4]}]
+    write_history(rows, tmp_path)
+    assert json.loads((tmp_path / "history.json").read_text())[0]["nmi_prev"] is None
+    assert (tmp_path / "history.csv").read_text().splitlines() == ["epoch,loss,nmi_prev,sizes", "0,1.0,nan,3 4"]
