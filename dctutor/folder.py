@@ -45,6 +45,18 @@ class _VisibleImageFolder(ImageFolder):
         return classes, {name: i for i, name in enumerate(classes)}
 
 
+def to_rgb8(img: Image.Image, file: str) -> Image.Image:
+    """``img`` as 8-bit RGB. 16-bit grayscale is scaled to 0-255 (``convert("RGB")`` would clip it to
+    white); 32-bit integer and float pixels have no standard scale, so they are refused, naming the file."""
+    if img.mode.startswith("I;16"):
+        pixels = np.asarray(img).astype(np.float64) / 257.0
+        return Image.fromarray(pixels.round().clip(0, 255).astype(np.uint8)).convert("RGB")
+    if img.mode in ("I", "F"):
+        raise ValueError(f"image {file!r} has {'float' if img.mode == 'F' else '32-bit integer'} pixels, which "
+                         f"have no standard 0-255 scale; save it as an 8-bit PNG or JPEG")
+    return img.convert("RGB")
+
+
 def decode_images(files: list[str], size: int, desc: str = "decoding") -> torch.Tensor:
     """Decode ``files`` to a uint8 ``(n, 3, size, size)`` tensor, converted to RGB and resized.
 
@@ -55,7 +67,7 @@ def decode_images(files: list[str], size: int, desc: str = "decoding") -> torch.
     for i, file in enumerate(tqdm(files, desc=desc, leave=False)):
         try:
             with Image.open(file) as img:
-                images[i] = np.asarray(img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+                images[i] = np.asarray(to_rgb8(img, file).resize((size, size), Image.Resampling.BILINEAR))
         except (UnidentifiedImageError, OSError) as err:
             raise ValueError(f"cannot decode image {file!r} ({err}); remove or replace the file") from err
     return torch.from_numpy(images).permute(0, 3, 1, 2)

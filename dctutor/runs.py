@@ -122,6 +122,18 @@ def load_model(path: str | Path) -> Backbone:
     return model.eval()
 
 
+def save_model(path: str | Path, model: Backbone, **extra) -> Path:
+    """Save ``model`` (weights and ``arch``) as ``path/checkpoint.pt``, with any JSON-like ``extra``
+    entries (e.g. ``history``), so that :func:`load_model` can rebuild it: how one chapter hands its
+    trained network to the next. Returns the checkpoint's path."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / CHECKPOINT
+    save_checkpoint(target, {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                             "arch": model.arch, "epoch": -1, **extra})
+    return target
+
+
 def write_history(history: list[dict], out: str | Path) -> None:
     """``history.json`` (every column, NaN as null) and ``history.csv`` (sizes space-separated)."""
     out = Path(out)

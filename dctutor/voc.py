@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from .data import eval_transform
+from .folder import to_rgb8
 from .progress import tqdm
 
 # The official order of the VOC challenge (and of torchvision, Detectron, the VOC devkit).
@@ -70,7 +71,7 @@ def parse_annotation(annotation: dict, source: str = "") -> tuple[np.ndarray, np
 def _load_resized(path: str, size: int, resize: str) -> np.ndarray:
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB")
+            img = to_rgb8(img, path)
             if resize == "square":
                 img = img.resize((size, size), Image.Resampling.BILINEAR)
             else:  # shorter side to size, then the central size x size square

@@ -143,3 +143,17 @@ def test_resnet18_trains_probes_and_transfers(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["transfer", "--run", str(out), "--voc", str(tmp_path / "voc"), "--test-split", "train"])
     assert "both train" in capsys.readouterr().err
+
+
+def test_a_run_keeps_its_thread_count(tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "run"
+    previous = torch.get_num_threads()
+    try:
+        assert main(["train", "--out", str(out), *TINY, "--epochs", "1", "--threads", "1"]) == 0
+        with pytest.raises(SystemExit):
+            main(["train", "--out", str(out), *TINY, "--epochs", "2", "--threads", "2"])
+    finally:
+        torch.set_num_threads(previous)
+    assert "threads: 1 -> 2" in capsys.readouterr().err

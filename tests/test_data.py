@@ -56,9 +56,16 @@ def test_extract_features_shapes_and_pooling():
     data = load_dataset("shapes", n=20)
     net = alexnet(10, small_input=True, width=0.25, seed=0)
     net.train()
-    assert extract_features(net, data, "fc7", progress=False, batch_size=8).shape == (20, net.fc_dim)
-    assert extract_features(net, data, "conv3", pool=2, progress=False).shape == (20, 96 * 4)
+    embedding = extract_features(net, data, progress=False, batch_size=8)
+    conv3 = extract_features(net, data, "conv3", pool=2, progress=False)
     assert net.training  # mode restored
+    x = eval_transform()(data.images)
+    with torch.no_grad():
+        net.eval()
+        np.testing.assert_allclose(embedding, net.embedding(x).numpy(), atol=1e-5)
+        pooled = torch.nn.functional.adaptive_avg_pool2d(net.forward_layers(x, ["conv3"])["conv3"], 2)
+        np.testing.assert_allclose(conv3, pooled.flatten(1).numpy(), atol=1e-5)
+    assert conv3.shape == (20, 96 * 4) and (embedding < 0).any(), "the embedding is taken before the ReLU"
 
 
 def _folder(tmp_path: Path, corrupt: bool = False) -> Path:
@@ -128,3 +135,36 @@ def test_cifar10_jpeg_folder(tmp_path):
     data = load_dataset(f"folder:{tmp_path}", "test")
     assert len(data) == 10_000 and data.classes[0] == "airplane"
     assert data.targets.bincount().tolist() == [1000] * 10
+
+
+def test_training_augmentation_is_the_documented_crop_and_flip():
+    crop, flip = train_transform(32).transforms[:2]
+    assert crop.scale == (0.3, 1.0) and crop.ratio == pytest.approx((3 / 4, 4 / 3)) and flip.p == 0.5
+    image = torch.zeros(3, 32, 32, dtype=torch.uint8)
+    image[:, :, :16] = 255  # bright left half: a flip moves the brightness to the right
+    torch.manual_seed(0)
+    augment = train_transform(32)
+    # A crop's left edge almost always falls in the bright half; it ends on the right when mirrored.
+    left_bright = np.mean([float(augment(image)[0, :, :2].mean() > 0) for _ in range(400)])
+    assert 0.4 < left_bright < 0.6, "about half of the views are mirrored"
+
+
+def test_hidden_folders_are_not_classes(tmp_path):
+    for name in ("cat", "dog", ".ipynb_checkpoints"):
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / name / "a.png")
+    (tmp_path / "cat" / ".hidden.png").write_bytes(b"junk")
+    data = load_dataset(f"folder:{tmp_path}", image_size=8)
+    assert data.classes == ["cat", "dog"] and len(data) == 2
+    with pytest.raises(ValueError, match="needs a path"):
+        load_dataset("folder:")
+
+
+def test_16_bit_images_keep_their_brightness_and_float_images_are_refused(tmp_path):
+    (tmp_path / "a").mkdir()
+    Image.fromarray(np.full((8, 8), 32768, dtype=np.uint16)).save(tmp_path / "a" / "mid.png")
+    data = load_dataset(f"folder:{tmp_path}", image_size=8)
+    assert abs(int(data.images[0].float().mean()) - 128) <= 1, "a 16-bit mid-grey must not decode to white"
+    Image.fromarray(np.full((8, 8), 0.5, dtype=np.float32)).save(tmp_path / "a" / "float.tiff")
+    with pytest.raises(ValueError, match=r"float.tiff' has float pixels.*8-bit"):
+        load_dataset(f"folder:{tmp_path}", image_size=8)

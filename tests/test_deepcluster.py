@@ -182,3 +182,76 @@ def test_training_beats_random_init_clustering():
                             progress=False)
     first, last = run.history[0]["nmi_labels"], run.history[-1]["nmi_labels"]
     assert last > first + 0.03, [round(r["nmi_labels"], 3) for r in run.history]
+
+
+def test_each_epoch_gets_a_fresh_top_layer_trained_without_momentum(tiny, monkeypatch):
+    import dctutor.deepcluster as dc
+
+    made = []
+    real_sgd = torch.optim.SGD
+
+    def recording_sgd(params, **kwargs):
+        params = list(params)
+        made.append((params, kwargs))
+        return real_sgd(params, **kwargs)
+
+    monkeypatch.setattr(dc.torch.optim, "SGD", recording_sgd)
+    tops = []
+    model = _model()
+    train_deepcluster(model, tiny, _tiny_config(epochs=3), device="cpu", progress=False,
+                      on_epoch_end=lambda history: tops.append(model.top_layer))
+    body, *top_opts = made
+    top_ids = {id(p) for top in tops for p in top.parameters()}
+    assert body[1]["momentum"] == 0.9 and not top_ids & {id(p) for p in body[0]}, "the body optimiser skips it"
+    assert len(top_opts) == 3 and all(kwargs.get("momentum", 0) == 0 for _, kwargs in top_opts)
+    assert [{id(p) for p in params} for params, _ in top_opts] == [{id(p) for p in t.parameters()} for t in tops]
+    assert len({id(t) for t in tops}) == 3, "a new top layer every epoch"
+
+
+def test_batches_are_uniform_over_clusters_and_plain_shuffling_is_not(tiny):
+    import dctutor.deepcluster as dc
+
+    labels = np.array([0] * 80 + [1] * 12 + [2] * 4)  # a skewed clustering of the 96 images
+    for uniform, expect_equal in ((True, True), (False, False)):
+        config = _tiny_config(k=3, uniform_sampling=uniform, train_passes=2, batch_size=16)
+        seen = torch.cat([y for _, y in dc._batches(tiny, labels, config, epoch=0)])
+        counts = np.bincount(seen.numpy(), minlength=3)
+        assert counts.sum() == 2 * len(labels)
+        assert (counts.max() - counts.min() <= 1) == expect_equal, counts
+
+
+def test_the_loop_clusters_the_embedding_pca_whitened_and_normalised(tiny, monkeypatch):
+    import dctutor.deepcluster as dc
+    from dctutor.clustering import preprocess
+    from dctutor.features import extract_features
+
+    model = _model()
+    expected = preprocess(extract_features(model, tiny, progress=False), 16)
+    seen = []
+    real_kmeans = dc.kmeans
+
+    def recording_kmeans(x, *args, **kwargs):
+        seen.append(x)
+        return real_kmeans(x, *args, **kwargs)
+
+    monkeypatch.setattr(dc, "kmeans", recording_kmeans)
+    train_deepcluster(model, tiny, _tiny_config(), device="cpu", progress=False)
+    np.testing.assert_allclose(seen[0], expected, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(seen[0], axis=1), 1, atol=1e-5)
+
+
+def test_epoch_streams_never_collide_and_the_global_rng_is_left_alone(tiny):
+    from dctutor.deepcluster import epoch_seed
+
+    seeds = {epoch_seed(seed, epoch, stream) for seed in range(3) for epoch in range(300) for stream in range(4)}
+    assert len(seeds) == 3 * 300 * 4
+    torch.manual_seed(11)
+    expected = torch.rand(3)
+    torch.manual_seed(11)
+    train_deepcluster(_model(), tiny, _tiny_config(), device="cpu", progress=False)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_batch_size_one_is_refused():
+    with pytest.raises(ValueError, match="batch_size=1 must be at least 2"):
+        _tiny_config(batch_size=1)

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from dctutor.data import load_dataset
-from dctutor.evaluate import compare_with_random, knn_from_features, linear_probe, probe_features, random_like
+from dctutor.evaluate import (compare_with_random, evaluate_model, knn_from_features, linear_probe, probe_features,
+                              random_like)
 from dctutor.features import extract_features, layer_features, pool_size
-from dctutor.models import alexnet
+from dctutor.models import alexnet, build
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +75,14 @@ def test_linear_probe_and_comparison_rows(data, model):
     rows = linear_probe(model, train, test, ["conv1", "conv3"], target_dim=512, epochs=2, min_steps=10)
     assert [r["layer"] for r in rows] == ["conv1", "conv3"]
     assert all(0 <= r["accuracy"] <= 1 and r["dim"] <= 512 for r in rows)
-    table = compare_with_random(model, train, test, layers=["conv2"], target_dim=512, epochs=2, knn_k=5, min_steps=10)
-    assert [r["layer"] for r in table] == ["conv2", "knn fc7"]
-    for r in table:
-        assert r["gain"] == pytest.approx(r["trained"] - r["random"])
+    options = dict(layers=["conv2"], knn_layers=["conv5", "fc7"], target_dim=512, epochs=2, knn_k=5, min_steps=10)
+    table = compare_with_random(model, train, test, seed=4, **options)
+    assert [r["layer"] for r in table] == ["conv2", "knn conv5", "knn fc7"]
+    # the baseline column is the same evaluation of a random network built from the arch and the seed
+    twin = evaluate_model(build(model.arch, num_classes=10, seed=4), train, test, seed=4, **options)
+    assert table[0]["random"] == twin["probe"]["conv2"]["accuracy"]
+    assert [table[1]["random"], table[2]["random"]] == [twin["knn"]["conv5"], twin["knn"]["fc7"]]
+    assert table[0]["trained"] == evaluate_model(model, train, test, seed=4, **options)["probe"]["conv2"]["accuracy"]
 
 
 def test_probes_need_labels(data, model):

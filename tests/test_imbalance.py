@@ -128,5 +128,5 @@ def test_figures_draw(skewed_runs):
     history = [{"epoch": e, "sizes": [5 - e, 3, e], "n_effective": 2.0 + e / 10} for e in range(3)]
     for fig in (collapse_figure(split, runs), curves_figure(runs),
                 size_trajectories_figure({"a": history, "b": history})):
-        assert isinstance(fig, plt.Figure) and fig.axes
+        assert isinstance(fig, plt.Figure) and fig.get_size_inches()[0] <= 7.3, "fits the text column"
         plt.close(fig)

@@ -184,7 +184,8 @@ def test_format_table_aligns_and_marks_missing_values():
 def test_figures_draw(toy, features):
     x, _, init = toy
     steps = kv.kmeans_steps(x, 5, init, 4, reassign_empty=True)
-    kv.plot_kmeans_steps(x, init, steps, title="t")
-    kv.plot_splits(x, kv.replay_splits(x, steps[0], 0, init), 0)
-    kv.plot_sorted_sizes(kv.compare_preprocessing({"raw": features[0]}, features[1], 10))
+    figures = [kv.plot_kmeans_steps(x, init, steps, title="t"),
+               kv.plot_splits(x, kv.replay_splits(x, steps[0], 0, init), 0),
+               kv.plot_sorted_sizes(kv.compare_preprocessing({"raw": features[0]}, features[1], 10))]
+    assert all(fig.get_size_inches()[0] <= 7.3 for fig in figures), "every figure fits the text column"
     matplotlib.pyplot.close("all")

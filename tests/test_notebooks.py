@@ -14,9 +14,9 @@ SMALL = {
     "02_kmeans.ipynb": {"n_images": 500, "k": 30, "n_iter": 10},
     "03_sampling.ipynb": {"n_images": 1500, "largest": 200, "test_per_cluster": 20, "epochs": 6, "seeds": [0, 1]},
     "04_deepcluster.ipynb": {"n_images": 400, "n_test": 200, "epochs": 2, "train_passes": 2, "k": 20,
-                             "rgb_epochs": 1, "k_sweep": [10, 20], "sweep_epochs": 1, "probe_epochs": 3},
+                             "rgb_epochs": 1, "k_sweep": [10, 20], "sweep_epochs": 1, "probe_epochs": 3, "save_to": ""},
     "05_voc_transfer.ipynb": {"n_train": 100, "image_size": 32, "pretrain_images": 500, "pretrain_epochs": 2,
-                              "k": 20, "epochs_fc": 5, "epochs_all": 1, "n_crops": 2, "random_rgb": False},
+                              "k": 20, "epochs_fc": 5, "epochs_all": 1, "n_crops": 2, "random_rgb": False, "checkpoint": ""},
 }
 
 
@@ -47,9 +47,21 @@ def test_parameters_are_documented(chapter):
     assert params, f"{chapter} has no cell tagged 'parameters'"
     undocumented = [name for name, p in params.items() if not p["help"]]
     assert not undocumented, f"{chapter}: parameters without a '# help' comment: {undocumented}"
+    untyped = [name for name, p in params.items() if p["inferred_type_name"] in ("None", None)]
+    assert not untyped, f"{chapter}: parameters without a type annotation (papermill shows Unknown type): {untyped}"
 
 
 @pytest.mark.notebook
 def test_wrong_parameter_type_fails_fast_with_a_clear_message(tmp_path):
     with pytest.raises(pm.PapermillExecutionError, match="parameter 'n_images' must be int, got str"):
         _run("01_sobel.ipynb", tmp_path, {"n_images": "100"})
+
+
+@pytest.mark.notebook
+def test_chapter_5_transfers_the_network_chapter_4_saved(tmp_path):
+    saved = tmp_path / "chapter4"
+    _run("04_deepcluster.ipynb", tmp_path, SMALL["04_deepcluster.ipynb"] | {"save_to": str(saved)})
+    assert (saved / "checkpoint.pt").is_file()
+    nb = _run("05_voc_transfer.ipynb", tmp_path, SMALL["05_voc_transfer.ipynb"] | {"checkpoint": str(saved)})
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "loaded chapter 4's network from" in text and "NMI(clusters, shape labels)" not in text

@@ -78,7 +78,7 @@ def test_prepare_transfer_freezes_only_in_fc6_8():
     kept = prepare_transfer(net, "all", reinit_fc=False)
     assert torch.equal(kept.head.fc7[1].weight, net.head.fc7[1].weight)
     fresh = prepare_transfer(net, "all")
-    assert float(fresh.head.fc7[1].weight.std()) == pytest.approx((2 / net.fc_dim) ** 0.5, rel=0.1)  # He init
+    assert float(fresh.head.fc7[1].weight.detach().std()) == pytest.approx((2 / net.fc_dim) ** 0.5, rel=0.1)  # He init
 
 
 def test_ten_crops_are_torchvisions_and_two_crops_average_the_flip(voc):

@@ -54,14 +54,14 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols:
 
 def compare_nmi(rows: Sequence[dict], metrics: Sequence[str], title: str = "") -> plt.Figure:
     """One panel per metric: NMI of every seed for RGB and Sobel inputs, with the mean as a bar."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3), squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(min(7.2, 3.2 * len(metrics)), 3), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for pos, sobel in enumerate((False, True)):
             values = [r[metric] for r in rows if r["sobel"] == sobel]
             ax.bar(pos, np.mean(values), color=("tab:orange", "tab:blue")[pos], alpha=0.35, width=0.6)
             ax.scatter([pos] * len(values), values, color=("tab:orange", "tab:blue")[pos], zorder=3)
         ax.set_xticks([0, 1], ["RGB", "Sobel"])
-        ax.set_title(metric.replace("nmi_", "NMI with ") + " labels", fontsize=10)
+        ax.set_title(f"NMI with the {metric.replace('nmi_', '')} labelling", fontsize=10)
         ax.set_ylim(bottom=0)
     fig.suptitle(title)
     fig.tight_layout()
@@ -71,7 +71,8 @@ def compare_nmi(rows: Sequence[dict], metrics: Sequence[str], title: str = "") -
 def plot_history(history: Sequence[dict], title: str = "") -> plt.Figure:
     """NMI with the labels (Fig. 2a), NMI between consecutive epochs (Fig. 2b), loss, effective k."""
     epochs = [r["epoch"] for r in history]
-    fig, axes = plt.subplots(1, 4, figsize=(13, 2.8))
+    fig, axes = plt.subplots(2, 2, figsize=(7.2, 4.8))
+    axes = axes.ravel()
     panels = [("nmi_labels", "NMI(clusters, labels)"), ("nmi_prev", "NMI(epoch t-1, epoch t)"),
               ("loss", "loss on pseudo-labels"), ("n_effective", "clusters effectively used")]
     for ax, (key, label) in zip(axes, panels):
@@ -79,6 +80,8 @@ def plot_history(history: Sequence[dict], title: str = "") -> plt.Figure:
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
+        if key.startswith("nmi"):  # from 0, so that a change of 0.01 does not look like a cliff
+            ax.set_ylim(0, max(0.5, 1.15 * max((r[key] for r in history if r[key] == r[key]), default=0)))
     if history:
         axes[3].axhline(len(history[0]["sizes"]), color="gray", ls="--", lw=1, label="k")
         axes[3].legend(fontsize=8)
@@ -147,7 +150,8 @@ def plot_top_images(dataset: ImageDataset, indices: np.ndarray, units: Sequence[
     """For each unit, its top images as a 3x3 block, blocks side by side."""
     n_units, top = indices.shape
     side = int(np.ceil(np.sqrt(top)))
-    fig, axes = plt.subplots(1, n_units, figsize=(2.0 * n_units, 2.3), squeeze=False)
+    width = min(2.0, 7.2 / n_units)
+    fig, axes = plt.subplots(1, n_units, figsize=(width * n_units, width + 0.3), squeeze=False)
     for ax, unit, picked in zip(axes[0], units, indices):
         images = dataset.images[torch.as_tensor(picked)].cpu()
         blank = torch.zeros((side * side - len(images), *images.shape[1:]), dtype=images.dtype)

@@ -10,6 +10,8 @@ image's loss by the inverse size of its cluster) prevents it. Chapter 3 measures
   shuffling, :class:`~dctutor.sampling.UniformLabelSampler`, or
   :func:`~dctutor.sampling.inverse_frequency_weights`, and scores it on the held-out set after
   every epoch (:func:`score_predictions`);
+* :func:`reference_sampler_draws` replays how the reference code's sampler indexes its data set, to
+  compare what it really draws with a truly uniform sampler;
 * the ``*_figure`` functions draw the chapter's plots.
 """
 from __future__ import annotations
@@ -205,6 +207,29 @@ def _one_cpu_thread(dev: torch.device) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def reference_sampler_draws(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Draws per cluster of one epoch of the reference code's sampler, as its training loop uses it.
+
+    facebookresearch/deepcluster draws, for every non-empty cluster, ``N // n_nonempty + 1`` of its
+    members' *data set* indices (``util.UnifLabelSampler``), but hands them to a data set rebuilt in
+    cluster order (``clustering.cluster_assign``), where position ``i`` is the ``i``-th image of the
+    clusters laid end to end. The drawn numbers are therefore read as positions in that order, and
+    the cluster an index falls in is the one occupying that position. This function replays that
+    indexing with numpy (cluster members listed in data set order, as the reference builds them)
+    and returns the number of draws each cluster receives, shape (k,).
+    """
+    labels = check_labels(labels)
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    members = [np.flatnonzero(labels == c) for c in range(int(labels.max()) + 1)]
+    nonempty = [m for m in members if len(m)]
+    per_cluster = n // len(nonempty) + 1
+    drawn = np.concatenate([rng.choice(m, per_cluster, replace=len(m) <= per_cluster) for m in nonempty])
+    drawn = rng.permutation(drawn)[:n]
+    position_label = np.concatenate([np.full(len(m), c) for c, m in enumerate(members)])
+    return np.bincount(position_label[drawn], minlength=len(members))
+
+
 def summary_table(runs: Sequence[HeadRun]) -> dict[str, dict[str, float]]:
     """Mean over seeds of the final epoch's scalar scores, per balance."""
     table: dict[str, dict[str, float]] = {}
@@ -222,7 +247,7 @@ def collapse_figure(split: ZipfSplit, runs: Sequence[HeadRun], balances: Sequenc
     histogram of predicted labels on the balanced held-out set (seeds averaged)."""
     k = len(split.ranking)
     ranks = np.arange(1, k + 1)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    fig, axes = plt.subplots(3, 1, figsize=(7.2, 6.6), sharex=True)
     axes[0].bar(ranks, split.train_sizes[split.ranking], color="gray")
     axes[0].set(title="training images per cluster", xlabel="cluster rank", ylabel="images")
     width = 0.8 / len(balances)
@@ -249,7 +274,7 @@ def curves_figure(runs: Sequence[HeadRun]) -> plt.Figure:
     metrics = {"balanced_accuracy": "balanced accuracy (held-out)",
                "largest_share": "predictions in the largest cluster",
                "n_predicted": "distinct clusters predicted"}
-    fig, axes = plt.subplots(1, len(metrics), figsize=(12, 3.2))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(7.2, 2.8))
     for ax, (key, title) in zip(axes, metrics.items()):
         for balance in BALANCES:
             curves = np.array([r.curve(key) for r in runs if r.balance == balance])
@@ -258,7 +283,8 @@ def curves_figure(runs: Sequence[HeadRun]) -> plt.Figure:
             epochs = np.arange(1, curves.shape[1] + 1)
             ax.plot(epochs, curves.T, color=_COLOURS[balance], lw=0.6, alpha=0.4)
             ax.plot(epochs, curves.mean(0), color=_COLOURS[balance], lw=2, label=_NAMES[balance])
-        ax.set(title=title, xlabel="epoch")
+        ax.set_xlabel("epoch")
+        ax.set_title(title, fontsize=9)
     k = len(runs[0].final["predicted_counts"])
     true_share = axes[1].axhline(1 / k, color="black", ls="--", lw=1, label="true share (balanced set)")
     axes[1].legend(handles=[true_share], fontsize=8)
@@ -270,7 +296,11 @@ def curves_figure(runs: Sequence[HeadRun]) -> plt.Figure:
 def size_trajectories_figure(histories: Mapping[str, Sequence[dict]]) -> plt.Figure:
     """For DeepCluster runs (``history`` rows with ``sizes`` and ``n_effective``): the sorted cluster
     sizes of every epoch, one panel per run, and the effective number of clusters over epochs."""
-    fig, axes = plt.subplots(1, len(histories) + 1, figsize=(3.6 * (len(histories) + 1), 3.2))
+    n = len(histories) + 1
+    fig, axes = plt.subplots(-(-n // 2), 2, figsize=(7.2, 3.0 * -(-n // 2)), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    axes = axes.ravel()
     top = max(max(row["sizes"]) for history in histories.values() for row in history)
     cmap = plt.get_cmap("viridis")
     for ax, (name, history) in zip(axes, histories.items()):
@@ -285,5 +315,33 @@ def size_trajectories_figure(histories: Mapping[str, Sequence[dict]]) -> plt.Fig
                       label=name)
     axes[-1].set(title="effectively used clusters", xlabel="epoch", ylim=(0, None))
     axes[-1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def collapse_grid_figure(runs: Sequence[dict]) -> plt.Figure:
+    """For the saved runs of ``benchmarks/bench_collapse.py``: the largest cluster's share and the
+    effective number of clusters (as a fraction of k) over epochs, mean over seeds, one colour per
+    regime, solid with the defences of Sec. 3.3 and dashed without."""
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.2))
+    regimes = list(dict.fromkeys(r["regime"] for r in runs))
+    colours = plt.get_cmap("tab10")(np.arange(len(regimes)) % 10)
+    for colour, regime in zip(colours, regimes):
+        for defences, style in (("defences on", "-"), ("defences off", "--")):
+            chosen = [r for r in runs if r["regime"] == regime and r["defences"] == defences and r["history"]]
+            if not chosen:
+                continue
+            length = min(len(r["history"]) for r in chosen)
+            largest = np.mean([[h["largest"] for h in r["history"][:length]] for r in chosen], axis=0)
+            eff = np.mean([[h["n_effective"] / r["k"] for h in r["history"][:length]] for r in chosen], axis=0)
+            label = regime if defences == "defences on" else None
+            axes[0].plot(np.arange(length), 100 * largest, style, color=colour, lw=1.5, label=label)
+            axes[1].plot(np.arange(length), eff, style, color=colour, lw=1.5)
+    axes[0].set(xlabel="epoch", ylabel="images in the largest cluster (%)", ylim=(0, None))
+    axes[1].set(xlabel="epoch", ylabel="effective k / k", ylim=(0, 1.05))
+    axes[0].legend(fontsize=7, frameon=False)
+    axes[1].plot([], [], "k-", label="defences on")
+    axes[1].plot([], [], "k--", label="defences off")
+    axes[1].legend(fontsize=7, frameon=False, loc="lower left")
     fig.tight_layout()
     return fig

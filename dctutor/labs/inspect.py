@@ -3,6 +3,7 @@
 * :func:`effective_filters` composes the fixed Sobel layer with the first convolution, so filters
   can be drawn as RGB images (paper Fig. 3);
 * :func:`top_activating` finds the images that excite a unit most (Fig. 4-5);
+* :func:`knn_by_layer` asks how well each layer predicts the pseudo-labels or the true labels;
 * :func:`polarity_labels` and :func:`same_polarity` measure and remove a shortcut of the offline
   data: whether an object is lighter or darker than its background.
 """
@@ -15,6 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data import ImageDataset, eval_transform
+from ..evaluate import knn_from_features
+from ..features import layer_features
 from ..models import Backbone
 
 
@@ -77,3 +80,20 @@ def same_polarity(dataset: ImageDataset) -> ImageDataset:
     images[dark] = 255 - images[dark]
     return ImageDataset(images, dataset.targets, dataset.classes, dataset.name + " (same polarity)",
                         dataset.transform)
+
+
+def knn_by_layer(model: Backbone, dataset: ImageDataset, targets: np.ndarray, layers: Sequence[str], *,
+                 k: int = 20, seed: int = 0) -> dict[str, float]:
+    """kNN accuracy of each layer for predicting ``targets`` (true labels, or the last pseudo-labels),
+    with one random half of ``dataset`` as the memory and the other half scored.
+
+    With the pseudo-labels as targets it measures how far a layer has specialised in the pretext task
+    the loop trains it on; with the true labels, how much of that carries over to the classes."""
+    targets = np.asarray(targets)
+    if len(targets) != len(dataset):
+        raise ValueError(f"targets has {len(targets)} entries but the dataset has {len(dataset)} images")
+    features = layer_features(model, dataset, list(layers))
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    memory, scored = order[: len(order) // 2], order[len(order) // 2:]
+    return {layer: knn_from_features(f[memory], targets[memory], f[scored], targets[scored], k)
+            for layer, f in features.items()}

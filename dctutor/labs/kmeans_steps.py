@@ -69,7 +69,8 @@ def reassignment_table(result: KMeansResult) -> str:
     if not result.reassignments:
         return "no reassignment"
     lines = [f"{'iteration':>9} {'empty cluster':>13} {'donor':>5} {'points moved':>12}"]
-    lines += [f"{r.iteration:>9} {r.empty:>13} {r.donor:>5} {r.n_moved:>12}" for r in result.reassignments]
+    # Iterations counted from 1, as in the figures.
+    lines += [f"{r.iteration + 1:>9} {r.empty:>13} {r.donor:>5} {r.n_moved:>12}" for r in result.reassignments]
     return "\n".join(lines)
 
 
@@ -163,7 +164,8 @@ def plot_kmeans_steps(x: np.ndarray, init: np.ndarray, results: Sequence[KMeansR
     shown = sorted(set(steps if steps is not None else (0, 1, len(results) - 1)))
     shown = [t for t in shown if t < len(results)]
     limits = _limits(x, init, *(results[t].centroids for t in shown))
-    fig, axes = plt.subplots(1, len(shown) + 1, figsize=(2.5 * (len(shown) + 1), 2.9))
+    side = min(2.5, 7.2 / (len(shown) + 1))  # the book's text column is about 7.3 inches wide
+    fig, axes = plt.subplots(1, len(shown) + 1, figsize=(side * (len(shown) + 1), side + 0.5))
     _draw_state(axes[0], x, None, init, note_duplicates=True)
     _panel(axes[0], limits, "start")
     for ax, t in zip(axes[1:], shown):
@@ -181,8 +183,12 @@ def plot_splits(x: np.ndarray, states: Sequence[dict], iteration: int, title: st
     An arrow goes from the donor's centroid before the split to the centroids of its two halves.
     """
     limits = _limits(x, *(s["centroids"] for s in states))
-    fig, axes = plt.subplots(1, len(states), figsize=(2.5 * len(states), 2.9), squeeze=False)
-    for ax, state, before in zip(axes[0], states, [None, *states]):
+    ncols = min(3, len(states))
+    nrows = -(-len(states) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, 2.6 * nrows), squeeze=False)
+    for ax in axes.flat[len(states):]:
+        ax.axis("off")
+    for ax, state, before in zip(axes.flat, states, [None, *states]):
         _draw_state(ax, x, state["labels"], state["centroids"], note_duplicates=before is None)
         split = state["split"]
         if split is None:
