@@ -35,7 +35,7 @@ REGIMES = {
     "lr x10, k = n / 3, 4 passes": (0.5, 1 / 3, 4, 10),
 }
 DEFENCES = {"defences on": (True, True), "defences off": (False, False)}
-KEYS = ("epoch", "loss", "nmi_labels", "n_empty", "largest", "n_effective")
+KEYS = ("epoch", "loss", "nmi_labels", "n_empty", "largest", "n_effective", "spread")
 
 
 def run_grid(data, regimes, seeds, width, batch_size, device, log=print) -> list[dict]:
@@ -51,11 +51,13 @@ def run_grid(data, regimes, seeds, width, batch_size, device, log=print) -> list
                                            pca_dim=min(256, len(data) - 1))
                 net = alexnet(k, small_input=small_input_for(data.image_size), width=width, seed=seed)
                 t0 = time.perf_counter()
+                history: list[dict] = []
                 try:
-                    history = train_deepcluster(net, data, config, device=device, progress=False).history
+                    train_deepcluster(net, data, config, device=device, progress=False,
+                                      on_epoch_end=lambda so_far: history.__setitem__(slice(None), so_far))
                     error = None
-                except FloatingPointError as err:
-                    history, error = [], str(err)
+                except FloatingPointError as err:  # keep the epochs before the divergence
+                    error = str(err)
                 rows.append({"regime": regime, "defences": defences, "seed": seed, "k": k, "lr": lr,
                              "passes": passes, "epochs": epochs, "error": error,
                              "seconds": time.perf_counter() - t0,
@@ -63,28 +65,36 @@ def run_grid(data, regimes, seeds, width, batch_size, device, log=print) -> list
                 last = history[-1] if history else None
                 log(f"{regime:32s} {defences:12s} seed {seed}: " + (
                     f"largest {last['largest']:.1%}, eff. k {last['n_effective']:.0f}/{k}, empty {last['n_empty']}, "
-                    f"NMI {last['nmi_labels']:.3f} ({rows[-1]['seconds']:.0f} s)" if last else f"failed: {error}"))
+                    f"spread {last['spread']:.2g}, NMI {last['nmi_labels']:.3f} ({rows[-1]['seconds']:.0f} s)"
+                    if last else "") + (f" stopped: {error}" if error else ""))
     return rows
 
 
 def summary(rows: list[dict]) -> list[dict]:
     """Per (regime, defences): over seeds, the final and the worst epoch's largest share, effective k
-    as a fraction of k, empty clusters and the final NMI (mean, min, max)."""
+    as a fraction of k, empty clusters, the lowest feature spread and the final NMI (mean, min, max);
+    how many runs diverged and how many collapsed (half the images or more in one cluster).
+    A diverged run counts with the epochs before its divergence."""
     out = []
     for key in dict.fromkeys((r["regime"], r["defences"]) for r in rows):
         runs = [r for r in rows if (r["regime"], r["defences"]) == key and r["history"]]
+        seeds = sum((r["regime"], r["defences"]) == key for r in rows)
         if not runs:
             continue
 
         def stat(values):
             return {"mean": float(np.mean(values)), "min": float(np.min(values)), "max": float(np.max(values))}
-        out.append({"regime": key[0], "defences": key[1], "k": runs[0]["k"], "seeds": len(runs),
+        out.append({"regime": key[0], "defences": key[1], "k": runs[0]["k"], "seeds": seeds,
                     "final_largest": stat([r["history"][-1]["largest"] for r in runs]),
                     "worst_largest": stat([max(h["largest"] for h in r["history"]) for r in runs]),
                     "final_eff_frac": stat([r["history"][-1]["n_effective"] / r["k"] for r in runs]),
                     "worst_eff_frac": stat([min(h["n_effective"] for h in r["history"]) / r["k"] for r in runs]),
                     "max_empty": stat([max(h["n_empty"] for h in r["history"]) for r in runs]),
-                    "final_nmi": stat([r["history"][-1]["nmi_labels"] for r in runs])})
+                    **({"min_spread": stat([min(h["spread"] for h in r["history"]) for r in runs])}
+                       if all("spread" in r["history"][0] for r in runs) else {}),
+                    "final_nmi": stat([r["history"][-1]["nmi_labels"] for r in runs]),
+                    "diverged": sum(bool(r["error"]) for r in rows if (r["regime"], r["defences"]) == key),
+                    "collapsed": sum(max(h["largest"] for h in r["history"]) >= 0.5 for r in runs)})
     return out
 
 
@@ -98,6 +108,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--order", choices=("shuffled", "sorted"), default="shuffled",
+                    help="image order: shuffled, or sorted by class as ImageFolder lists them")
     ap.add_argument("--json", default="benchmarks/results/collapse_cifar10_cpu.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -105,19 +117,23 @@ def main() -> None:
         data = load_dataset("shapes", n=args.n, seed=0)
     else:
         data = load_dataset(f"folder:{data_folder(args.data)}", "train", n=args.n, seed=0)
+    if args.order == "shuffled":  # ImageFolder lists images class by class
+        data = data.subset(np.random.default_rng(0).permutation(len(data)))
     start = time.perf_counter()
     rows = run_grid(data, args.regimes, args.seeds, args.width, args.batch_size, args.device)
     table = summary(rows)
     print(f"\n{len(data)} images, AlexNet width {args.width}, seeds {args.seeds}, "
           f"{args.threads} threads ({platform.processor() or platform.machine()}), "
           f"{(time.perf_counter() - start) / 60:.0f} min\n")
-    print("| regime | defences | k | final largest share | worst largest share | final eff. k / k | "
-          "min eff. k / k | max empty | final NMI |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| regime | defences | k | seeds | collapsed | diverged | final largest share | worst largest share | "
+          "min eff. k / k | max empty | min spread | final NMI |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for t in table:
-        print(f"| {t['regime']} | {t['defences']} | {t['k']} | {t['final_largest']['mean']:.1%} | "
-              f"{t['worst_largest']['max']:.1%} | {t['final_eff_frac']['mean']:.2f} | "
-              f"{t['worst_eff_frac']['min']:.2f} | {t['max_empty']['max']:.0f} | {t['final_nmi']['mean']:.3f} |")
+        print(f"| {t['regime']} | {t['defences']} | {t['k']} | {t['seeds']} | {t['collapsed']} | {t['diverged']} | "
+              f"{t['final_largest']['mean']:.1%} | {t['worst_largest']['max']:.1%} | "
+              f"{t['worst_eff_frac']['min']:.2f} | {t['max_empty']['max']:.0f} | "
+              f"{t.get('min_spread', {}).get('min', float('nan')):.2g} | "
+              f"{t['final_nmi']['mean']:.3f} |")
     write_json(args.json, {"args": vars(args) | {"data": args.data.rsplit("/", 1)[-1]}, "n_train": len(data),
                            "regimes": {name: dict(zip(("lr", "k_frac", "passes", "epochs"), REGIMES[name]))
                                        for name in args.regimes},

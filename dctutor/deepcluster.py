@@ -23,6 +23,10 @@ lists where it departs from the reference code and why:
   cluster): cluster sizes (:func:`dctutor.metrics.cluster_stats`); ``sizes``: the k sizes;
 * ``n_effective``: exp of the entropy of the size distribution, the number of clusters effectively
   used (k when all are equal, 1 when one cluster holds everything);
+* ``spread``: the share of the raw features' energy that varies from image to image,
+  trace(covariance) / mean squared norm, before any whitening: 1 for centred features, 0 when every
+  image has the same features. Whitening rescales whatever variance is left, so the clusters can look
+  balanced while this number says the features have collapsed;
 * ``time_extract``, ``time_cluster``, ``time_train``: seconds spent in steps 1, 2 and 4.
 
 NMI is the paper's (Sec. 4.1), :func:`dctutor.metrics.nmi`.
@@ -58,7 +62,7 @@ from .sampling import UniformLabelSampler
 from .validation import check_bool, check_choice, check_float, check_int
 
 HISTORY_COLUMNS = ("epoch", "loss", "nmi_labels", "nmi_prev", "n_empty", "size_min", "size_max", "largest",
-                   "n_effective", "time_extract", "time_cluster", "time_train", "sizes")
+                   "n_effective", "spread", "time_extract", "time_cluster", "time_train", "sizes")
 # Purposes of the per-epoch random streams.
 _KMEANS, _TOP_LAYER, _SAMPLING, _AUGMENT = range(4)
 
@@ -280,6 +284,8 @@ def _train(model, dataset, config, out, dev, progress, on_epoch_end) -> DeepClus
         if not np.isfinite(feats).all():
             raise FloatingPointError(f"epoch {epoch}: the features are no longer finite, so training diverged; "
                                      f"lower lr (now {config.lr}) and start again in a new out_dir")
+        spread = float(feats.var(axis=0, dtype=np.float64).sum() /
+                       max(float(np.square(feats, dtype=np.float64).sum(axis=1).mean()), 1e-300))
         t1 = time.perf_counter()
         result = kmeans(preprocess(feats, config.pca_dim), config.k, n_iter=config.kmeans_iters,
                         seed=epoch_seed(config.seed, epoch, _KMEANS), backend=config.kmeans_backend, device=dev,
@@ -291,7 +297,7 @@ def _train(model, dataset, config, out, dev, progress, on_epoch_end) -> DeepClus
         row = {"epoch": epoch, "loss": loss,
                "nmi_labels": nmi(truth, result.labels) if has_labels else float("nan"),
                "nmi_prev": nmi(labels, result.labels) if labels is not None else float("nan")}
-        row.update(cluster_stats(result.labels, config.k))
+        row.update(cluster_stats(result.labels, config.k), spread=spread)
         row.update(time_extract=t1 - t0, time_cluster=t2 - t1, time_train=t3 - t2)
         history.append({key: row[key] for key in HISTORY_COLUMNS})
         labels = result.labels

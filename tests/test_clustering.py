@@ -214,3 +214,13 @@ def test_missing_faiss_names_the_package_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)  # makes `import faiss` raise ImportError
     with pytest.raises(ImportError, match="pip install faiss-cpu"):
         kmeans(X, 3, backend="faiss")
+
+
+def test_splitting_identical_points_does_not_follow_their_order():
+    # A dead network gives every image the same features; the splits must not sort them by position,
+    # or a data set listed class by class would leak its labels into the clusters.
+    x = np.ones((400, 8), dtype=np.float32)
+    labels = kmeans(x, 10, n_iter=3, seed=0).labels
+    assert np.bincount(labels, minlength=10).min() > 0
+    by_position = np.repeat(np.arange(10), 40)
+    assert normalized_mutual_info_score(by_position, labels) < 0.2

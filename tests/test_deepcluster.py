@@ -49,10 +49,22 @@ def test_one_epoch_end_to_end_with_documented_columns(tiny, tmp_path):
     assert row["epoch"] == 0 and math.isnan(row["nmi_prev"]) and 0 <= row["nmi_labels"] <= 1
     assert len(row["sizes"]) == 6 and sum(row["sizes"]) == len(tiny)
     assert row["n_empty"] == 0 and row["size_min"] == min(row["sizes"]) and row["size_max"] == max(row["sizes"])
-    assert 1 <= row["n_effective"] <= 6
+    assert 1 <= row["n_effective"] <= 6 and row["largest"] == row["size_max"] / len(tiny)
     assert all(row[key] > 0 for key in TIMES) and np.isfinite(row["loss"])
     assert run.labels.shape == (len(tiny),) and run.model.top_layer.out_features == 6
     assert (tmp_path / "checkpoint.pt").is_file() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_spread_is_the_share_of_feature_energy_that_varies_across_images(tiny, monkeypatch):
+    import dctutor.deepcluster as dc
+
+    rng = np.random.default_rng(0)
+    constant = np.tile(rng.normal(size=(1, 64)), (len(tiny), 1)).astype(np.float32)
+    for feats, expected in ((constant + rng.normal(scale=1e-3, size=constant.shape).astype(np.float32), 0.0),
+                            (rng.normal(size=constant.shape).astype(np.float32), 1.0)):
+        monkeypatch.setattr(dc, "extract_features", lambda *args, feats=feats, **kwargs: feats)
+        row = train_deepcluster(_model(), tiny, _tiny_config(), device="cpu", progress=False).history[0]
+        assert row["spread"] == pytest.approx(expected, abs=0.05)
 
 
 def test_history_without_labels_has_nan_nmi(tiny):

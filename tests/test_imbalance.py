@@ -12,7 +12,7 @@ import torch  # noqa: E402
 from sklearn.datasets import make_blobs  # noqa: E402
 
 from dctutor.labs.imbalance import (BALANCES, collapse_figure, curves_figure, score_predictions,  # noqa: E402
-                               size_trajectories_figure, summary_table, train_head, zipf_sizes, zipf_split)
+                               summary_table, train_head, zipf_sizes, zipf_split)
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +125,19 @@ def test_train_head_rejects_bad_arguments(blobs, bad, match):
 
 def test_figures_draw(skewed_runs):
     split, runs = skewed_runs
-    history = [{"epoch": e, "sizes": [5 - e, 3, e], "n_effective": 2.0 + e / 10} for e in range(3)]
-    for fig in (collapse_figure(split, runs), curves_figure(runs),
-                size_trajectories_figure({"a": history, "b": history})):
+    for fig in (collapse_figure(split, runs), curves_figure(runs)):
         assert isinstance(fig, plt.Figure) and fig.get_size_inches()[0] <= 7.3, "fits the text column"
         plt.close(fig)
+
+
+def test_defence_runs_switch_both_defences_and_keep_every_epoch():
+    from dctutor.data import load_dataset
+    from dctutor.labs.imbalance import defence_runs, trajectories_figure
+
+    data = load_dataset("shapes", n=60, image_size=16, seed=0)
+    runs = defence_runs(data, [0], k=5, epochs=2, lr=0.05, passes=1, batch_size=16, width=0.125, device="cpu")
+    assert [(r["defences"], r["seed"]) for r in runs] == [("defences on", 0), ("defences off", 0)]
+    assert all(len(r["history"]) == 2 and r["error"] is None and 0 <= r["history"][-1]["spread"] <= 1 for r in runs)
+    fig = trajectories_figure(runs, "t")
+    assert fig.get_size_inches()[0] <= 7.3 and len(fig.axes[0].lines) == 2
+    plt.close(fig)

@@ -12,7 +12,8 @@ CHAPTERS = sorted(p.name for p in BOOK.glob("[0-9][0-9]_*.ipynb"))
 SMALL = {
     "01_sobel.ipynb": {"n_images": 1500, "seeds": [0, 1], "k": 10},
     "02_kmeans.ipynb": {"n_images": 500, "k": 30, "n_iter": 10},
-    "03_sampling.ipynb": {"n_images": 1500, "largest": 200, "test_per_cluster": 20, "epochs": 6, "seeds": [0, 1]},
+    "03_sampling.ipynb": {"n_images": 1500, "largest": 200, "test_per_cluster": 20, "epochs": 6, "seeds": [0, 1],
+                          "dc_images": 200, "dc_k": 20, "dc_epochs": 2, "dc_passes": 2, "dc_seeds": [0]},
     "04_deepcluster.ipynb": {"n_images": 400, "n_test": 200, "epochs": 2, "train_passes": 2, "k": 20,
                              "rgb_epochs": 1, "k_sweep": [10, 20], "sweep_epochs": 1, "probe_epochs": 3, "save_to": ""},
     "05_voc_transfer.ipynb": {"n_train": 100, "image_size": 32, "pretrain_images": 500, "pretrain_epochs": 2,

@@ -10,13 +10,15 @@ image's loss by the inverse size of its cluster) prevents it. Chapter 3 measures
   shuffling, :class:`~dctutor.sampling.UniformLabelSampler`, or
   :func:`~dctutor.sampling.inverse_frequency_weights`, and scores it on the held-out set after
   every epoch (:func:`score_predictions`);
+* :func:`defence_runs` trains the same random AlexNets with and without the defences and keeps
+  every epoch, diverged runs included, and :func:`trajectories_figure` draws them;
 * :func:`reference_sampler_draws` replays how the reference code's sampler indexes its data set, to
   compare what it really draws with a truly uniform sampler;
 * the ``*_figure`` functions draw the chapter's plots.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -25,7 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data import ImageDataset
+from ..deepcluster import DeepClusterConfig, train_deepcluster
 from ..device import pick_device
+from ..models import alexnet, small_input_for
 from ..sampling import UniformLabelSampler, inverse_frequency_weights
 from ..validation import check_choice, check_float, check_int, check_labels
 
@@ -293,55 +298,66 @@ def curves_figure(runs: Sequence[HeadRun]) -> plt.Figure:
     return fig
 
 
-def size_trajectories_figure(histories: Mapping[str, Sequence[dict]]) -> plt.Figure:
-    """For DeepCluster runs (``history`` rows with ``sizes`` and ``n_effective``): the sorted cluster
-    sizes of every epoch, one panel per run, and the effective number of clusters over epochs."""
-    n = len(histories) + 1
-    fig, axes = plt.subplots(-(-n // 2), 2, figsize=(7.2, 3.0 * -(-n // 2)), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.axis("off")
-    axes = axes.ravel()
-    top = max(max(row["sizes"]) for history in histories.values() for row in history)
-    cmap = plt.get_cmap("viridis")
-    for ax, (name, history) in zip(axes, histories.items()):
-        for i, row in enumerate(history):
-            sizes = np.sort(np.asarray(row["sizes"]))[::-1]
-            ax.plot(np.arange(1, len(sizes) + 1), sizes, color=cmap(i / max(1, len(history) - 1)),
-                    lw=1.2, label=f"epoch {row['epoch']}" if i in (0, len(history) - 1) else None)
-        ax.set(title=name, xlabel="cluster rank (sorted by size)", ylabel="images", ylim=(0, 1.05 * top))
-        ax.legend(fontsize=8)
-    for name, history in histories.items():
-        axes[-1].plot([row["epoch"] for row in history], [row["n_effective"] for row in history], marker="o",
-                      label=name)
-    axes[-1].set(title="effectively used clusters", xlabel="epoch", ylim=(0, None))
-    axes[-1].legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+DEFENCES = {"defences on": (True, True), "defences off": (False, False)}
+_DEFENCE_COLOURS = {"defences on": "tab:blue", "defences off": "tab:red"}
 
 
-def collapse_grid_figure(runs: Sequence[dict]) -> plt.Figure:
-    """For the saved runs of ``benchmarks/bench_collapse.py``: the largest cluster's share and the
-    effective number of clusters (as a fraction of k) over epochs, mean over seeds, one colour per
-    regime, solid with the defences of Sec. 3.3 and dashed without."""
-    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.2))
-    regimes = list(dict.fromkeys(r["regime"] for r in runs))
-    colours = plt.get_cmap("tab10")(np.arange(len(regimes)) % 10)
-    for colour, regime in zip(colours, regimes):
-        for defences, style in (("defences on", "-"), ("defences off", "--")):
-            chosen = [r for r in runs if r["regime"] == regime and r["defences"] == defences and r["history"]]
-            if not chosen:
+def defence_runs(data: ImageDataset, seeds: Sequence[int], *, k: int, epochs: int, lr: float, passes: int,
+                 batch_size: int = 32, width: float = 0.25, device: str | torch.device | None = None) -> list[dict]:
+    """DeepCluster with both defences of Sec. 3.3 (uniform sampling, empty-cluster reassignment) and
+    with neither, from the same random AlexNet for every seed.
+
+    One row per (defences, seed): ``defences``, ``seed``, ``k``, ``history`` (the loop's rows up to
+    the last healthy epoch) and ``error`` (the divergence message, or None). A run that diverges is
+    kept: how it got there is part of the answer.
+    """
+    rows = []
+    for defences, (uniform, reassign) in DEFENCES.items():
+        for seed in seeds:
+            config = DeepClusterConfig(k=k, epochs=epochs, batch_size=batch_size, lr=lr, train_passes=passes,
+                                       uniform_sampling=uniform, reassign_empty=reassign, seed=seed,
+                                       pca_dim=min(256, len(data) // 2))
+            net = alexnet(k, small_input=small_input_for(data.image_size), width=width, seed=seed)
+            history: list[dict] = []
+            try:
+                train_deepcluster(net, data, config, device=device, progress=False,
+                                  on_epoch_end=lambda so_far: history.__setitem__(slice(None), so_far))
+                error = None
+            except FloatingPointError as err:
+                error = str(err)
+            rows.append({"defences": defences, "seed": seed, "k": k, "history": history, "error": error})
+    return rows
+
+
+def trajectories_figure(runs: Sequence[dict], title: str = "") -> plt.Figure:
+    """Four panels over epochs for runs of :func:`defence_runs` (or ``benchmarks/bench_collapse.py``):
+    the largest cluster's share, the effective number of clusters over k, the features' spread and
+    NMI with the labels; one thin line per seed, red without the defences, blue with them."""
+    panels = [("largest", "images in the largest cluster", (0, 1.02)),
+              ("n_effective", "effective k / k", (0, 1.02)),
+              ("spread", "feature spread (log scale)", None),
+              ("nmi_labels", "NMI(clusters, labels)", (0, None))]
+    fig, axes = plt.subplots(2, 2, figsize=(7.2, 5.0))
+    for ax, (key, label, ylim) in zip(axes.ravel(), panels):
+        for run in runs:
+            if not run["history"] or key not in run["history"][0]:
                 continue
-            length = min(len(r["history"]) for r in chosen)
-            largest = np.mean([[h["largest"] for h in r["history"][:length]] for r in chosen], axis=0)
-            eff = np.mean([[h["n_effective"] / r["k"] for h in r["history"][:length]] for r in chosen], axis=0)
-            label = regime if defences == "defences on" else None
-            axes[0].plot(np.arange(length), 100 * largest, style, color=colour, lw=1.5, label=label)
-            axes[1].plot(np.arange(length), eff, style, color=colour, lw=1.5)
-    axes[0].set(xlabel="epoch", ylabel="images in the largest cluster (%)", ylim=(0, None))
-    axes[1].set(xlabel="epoch", ylabel="effective k / k", ylim=(0, 1.05))
-    axes[0].legend(fontsize=7, frameon=False)
-    axes[1].plot([], [], "k-", label="defences on")
-    axes[1].plot([], [], "k--", label="defences off")
-    axes[1].legend(fontsize=7, frameon=False, loc="lower left")
+            values = [row[key] / (run["k"] if key == "n_effective" else 1) for row in run["history"]]
+            if key == "spread":  # a log axis cannot show an exact zero
+                values = [max(v, 1e-12) for v in values]
+            epochs = [row["epoch"] for row in run["history"]]
+            ax.plot(epochs, values, color=_DEFENCE_COLOURS[run["defences"]], lw=1.2, alpha=0.8)
+            if run["error"]:
+                ax.plot(epochs[-1:], values[-1:], "x", color=_DEFENCE_COLOURS[run["defences"]], ms=7)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        if key == "spread":
+            ax.set_yscale("log")
+        elif ylim:
+            ax.set_ylim(*ylim)
+    handles = [plt.Line2D([], [], color=c, label=name) for name, c in _DEFENCE_COLOURS.items()]
+    handles.append(plt.Line2D([], [], color="gray", marker="x", ls="", label="diverged after this epoch"))
+    axes[0, 0].legend(handles=handles, fontsize=7, frameon=False)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
