@@ -1,4 +1,4 @@
-"""``python -m dctutor train|probe ...`` (see :mod:`dctutor.cli`)."""
+"""``python -m dctutor train|probe|transfer ...`` (see :mod:`dctutor.cli`)."""
 import sys
 
 from .cli import main

@@ -43,7 +43,7 @@ def jsonable(value):
 def _replace(tmp: Path, path: Path) -> None:
     try:
         os.replace(tmp, path)
-    except OSError:
+    except BaseException:  # an error or Ctrl-C: no half-written file is left behind
         tmp.unlink(missing_ok=True)
         raise
 
@@ -54,7 +54,7 @@ def write_json(path: str | Path, value) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         tmp.write_text(json.dumps(jsonable(value), indent=1, allow_nan=False))
-    except OSError:
+    except BaseException:  # an error or Ctrl-C: no half-written file is left behind
         tmp.unlink(missing_ok=True)
         raise
     _replace(tmp, path)
@@ -79,7 +79,7 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
-    except (OSError, RuntimeError):
+    except BaseException:  # an error or Ctrl-C: no half-written file is left behind
         tmp.unlink(missing_ok=True)
         raise
     _replace(tmp, path)
@@ -147,7 +147,7 @@ def write_history(history: list[dict], out: str | Path) -> None:
             writer.writeheader()
             for row in history:
                 writer.writerow(row | {"sizes": " ".join(map(str, row["sizes"]))})
-    except OSError:
+    except BaseException:  # an error or Ctrl-C: no half-written file is left behind
         tmp.unlink(missing_ok=True)
         raise
     _replace(tmp, out / "history.csv")

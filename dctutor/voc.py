@@ -1,4 +1,4 @@
-"""PASCAL VOC 2007 as a multi-label classification data set, and an offline stand-in in its layout.
+"""PASCAL VOC 2007 as a multi-label classification data set, read through torchvision.
 
 DeepCluster judges its features by how well they transfer to VOC 2007 classification (paper
 Sec. 4.4, Table 2): 20 object classes, an image is positive for every class it contains, and the

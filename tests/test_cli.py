@@ -157,3 +157,30 @@ def test_a_run_keeps_its_thread_count(tmp_path, capsys):
     finally:
         torch.set_num_threads(previous)
     assert "threads: 1 -> 2" in capsys.readouterr().err
+
+
+def test_os_errors_on_the_output_folder_are_one_line(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--out", str(tmp_path / "a_file" / "run"), *TINY])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "a_file" in err and "Traceback" not in err
+
+
+def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path):
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "dctutor", "train", "--out", str(out), *TINY, "--epochs", "500"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ | {"OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while not (out / "history.json").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted; run the same command again to resume from epoch" in err and "Traceback" not in err

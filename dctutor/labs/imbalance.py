@@ -347,7 +347,7 @@ def trajectories_figure(runs: Sequence[dict], title: str = "") -> plt.Figure:
                 values = [max(v, 1e-12) for v in values]
             epochs = [row["epoch"] for row in run["history"]]
             ax.plot(epochs, values, color=_DEFENCE_COLOURS[run["defences"]], lw=1.2, alpha=0.8)
-            if run["error"]:
+            if isinstance(run["error"], str):  # None, or NaN once read back from JSON, when it did not
                 ax.plot(epochs[-1:], values[-1:], "x", color=_DEFENCE_COLOURS[run["defences"]], ms=7)
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
