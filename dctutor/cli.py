@@ -272,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     command = {"train": train, "probe": probe, "transfer": transfer}[args.command]
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # Both signals are set explicitly: a process started in the background inherits SIGINT ignored.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return command(args)
     except KeyboardInterrupt:
@@ -292,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"dctutor {args.command}: error: {err.strerror or err} ({err.filename or 'output folder'}); "
                        f"check the path exists, is writable and has free space\n")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":
