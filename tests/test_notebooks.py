@@ -66,3 +66,11 @@ def test_chapter_5_transfers_the_network_chapter_4_saved(tmp_path):
     nb = _run("05_voc_transfer.ipynb", tmp_path, SMALL["05_voc_transfer.ipynb"] | {"checkpoint": str(saved)})
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "loaded chapter 4's network from" in text and "NMI(clusters, shape labels)" not in text
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_nbval_checks_are_tags_readers_never_see(chapter):
+    nb = nbformat.read(BOOK / chapter, as_version=4)
+    checked = [c for c in nb.cells if "nbval-check-output" in c.metadata.get("tags", [])]
+    assert checked, f"{chapter}: no cell is compared by nbval"
+    assert not [c for c in nb.cells if "NBVAL_" in c.source], f"{chapter}: nbval markers belong in cell tags"
