@@ -20,8 +20,7 @@ import numpy as np
 import torch
 
 from dctutor.data import load_dataset
-from dctutor.deepcluster import DeepClusterConfig, train_deepcluster
-from dctutor.models import alexnet, small_input_for
+from dctutor.labs.imbalance import defence_runs
 from dctutor.runs import write_json
 
 from bench_deepcluster import data_folder
@@ -34,39 +33,26 @@ REGIMES = {
     "k = n / 3": (0.05, 1 / 3, 1, 15),
     "lr x10, k = n / 3, 4 passes": (0.5, 1 / 3, 4, 10),
 }
-DEFENCES = {"defences on": (True, True), "defences off": (False, False)}
 KEYS = ("epoch", "loss", "nmi_labels", "n_empty", "largest", "n_effective", "spread")
 
 
 def run_grid(data, regimes, seeds, width, batch_size, device, log=print) -> list[dict]:
-    """One row per (regime, defences, seed) with its per-epoch history (the KEYS columns) and k."""
+    """One row per (regime, defences, seed) of :func:`dctutor.labs.imbalance.defence_runs`, with the
+    regime's settings and the history cut to the KEYS columns."""
     rows = []
     for regime in regimes:
         lr, k_frac, passes, epochs = REGIMES[regime]
-        k = max(2, round(len(data) * k_frac))
-        for defences, (uniform, reassign) in DEFENCES.items():
-            for seed in seeds:
-                config = DeepClusterConfig(k=k, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                                           train_passes=passes, uniform_sampling=uniform, reassign_empty=reassign,
-                                           pca_dim=min(256, len(data) - 1))
-                net = alexnet(k, small_input=small_input_for(data.image_size), width=width, seed=seed)
-                t0 = time.perf_counter()
-                history: list[dict] = []
-                try:
-                    train_deepcluster(net, data, config, device=device, progress=False,
-                                      on_epoch_end=lambda so_far: history.__setitem__(slice(None), so_far))
-                    error = None
-                except FloatingPointError as err:  # keep the epochs before the divergence
-                    error = str(err)
-                rows.append({"regime": regime, "defences": defences, "seed": seed, "k": k, "lr": lr,
-                             "passes": passes, "epochs": epochs, "error": error,
-                             "seconds": time.perf_counter() - t0,
-                             "history": [{key: row[key] for key in KEYS} for row in history]})
-                last = history[-1] if history else None
-                log(f"{regime:32s} {defences:12s} seed {seed}: " + (
-                    f"largest {last['largest']:.1%}, eff. k {last['n_effective']:.0f}/{k}, empty {last['n_empty']}, "
-                    f"spread {last['spread']:.2g}, NMI {last['nmi_labels']:.3f} ({rows[-1]['seconds']:.0f} s)"
-                    if last else "") + (f" stopped: {error}" if error else ""))
+
+        def report(run: dict) -> None:
+            last = run["history"][-1] if run["history"] else None
+            log(f"{regime:32s} {run['defences']:12s} seed {run['seed']}: " + (
+                f"largest {last['largest']:.1%}, eff. k {last['n_effective']:.0f}/{run['k']}, "
+                f"empty {last['n_empty']}, spread {last['spread']:.2g}, NMI {last['nmi_labels']:.3f} "
+                f"({run['seconds']:.0f} s)" if last else "") + (f" stopped: {run['error']}" if run["error"] else ""))
+        runs = defence_runs(data, seeds, k=max(2, round(len(data) * k_frac)), epochs=epochs, lr=lr, passes=passes,
+                            batch_size=batch_size, width=width, device=device, on_run=report)
+        rows += [{"regime": regime, **run, "lr": lr, "passes": passes, "epochs": epochs,
+                  "history": [{key: row[key] for key in KEYS} for row in run["history"]]} for run in runs]
     return rows
 
 

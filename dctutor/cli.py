@@ -25,9 +25,9 @@ import torch
 from .data import DATASETS, load_dataset
 from .deepcluster import DeepClusterConfig, train_deepcluster
 from .evaluate import MIN_STEPS, compare_with_random, random_like
-from .models import BACKBONES, build, small_input_for
-from .runs import (CHECKPOINT, SETTINGS, format_history, load_checkpoint, load_model, read_json, write_history,
-                   write_json)
+from .models import BACKBONES, small_input_for
+from .runs import (CHECKPOINT, SETTINGS, format_history, load_checkpoint, load_model, model_from_state, read_json,
+                   write_history, write_json)
 from .transfer import CROPS, MODES, compare_transfer
 from .voc import VOC_CLASSES, VOCClassification
 
@@ -152,10 +152,10 @@ def _load(settings: dict, split: str, n: int | None):
 
 def _model(settings: dict, image_size: int):
     small = {"auto": small_input_for(image_size), "yes": True, "no": False}[settings["small_input"]]
-    arch = {"name": settings["arch"], "sobel": not settings["rgb"], "small_input": small}
-    if settings["arch"] == "alexnet":
-        arch |= {"width": settings["width"], "fc_dim": max(1, round(4096 * settings["width"]))}
-    return build(arch, num_classes=settings["k"], seed=settings["seed"])
+    # --width scales AlexNet only; its factory derives fc_dim from it, as everywhere else.
+    options = {"width": settings["width"]} if settings["arch"] == "alexnet" else {}
+    return BACKBONES[settings["arch"]](settings["k"], sobel=not settings["rgb"], small_input=small,
+                                       seed=settings["seed"], **options)
 
 
 def _check_out(out: Path, settings: dict) -> None:
@@ -225,8 +225,8 @@ def probe(args: argparse.Namespace) -> int:
     run = Path(args.run)
     settings = _run_settings(run)
     _check_held_out(settings, args.test_split)
-    model = load_model(run)
-    epochs_done = load_checkpoint(run)["epoch"] + 1
+    state = load_checkpoint(run)
+    model, epochs_done = model_from_state(state), state["epoch"] + 1
     train_ds = _load(settings, settings["split"], settings["n"])
     test_ds = _load(settings, args.test_split, args.test_n)
     rows = compare_with_random(model, train_ds, test_ds, layers=args.layers, knn_layers=args.knn_layers,

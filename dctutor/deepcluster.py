@@ -55,7 +55,7 @@ from .data import ImageDataset, train_transform
 from .device import pick_device
 from .features import extract_features
 from .metrics import cluster_stats, nmi
-from .models import Backbone
+from .models import Backbone, check_backbone
 from .progress import tqdm
 from .runs import CHECKPOINT, load_checkpoint, save_checkpoint
 from .sampling import UniformLabelSampler
@@ -139,9 +139,7 @@ def _fingerprint(dataset: ImageDataset) -> str:
 
 
 def _validate(model: Backbone, dataset: ImageDataset, config: DeepClusterConfig, out_dir) -> Path | None:
-    if not isinstance(model, Backbone):
-        raise TypeError(f"model must be a dctutor backbone (dctutor.models.alexnet or resnet18), "
-                        f"got {type(model).__name__}")
+    check_backbone(model)
     if not isinstance(dataset, ImageDataset):
         raise TypeError(f"dataset must be a dctutor ImageDataset (load_dataset), got {type(dataset).__name__}")
     if not isinstance(config, DeepClusterConfig):

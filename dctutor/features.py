@@ -15,15 +15,13 @@ import torch.nn.functional as F
 
 from .data import ImageDataset, eval_transform
 from .device import pick_device
-from .models import Backbone
+from .models import Backbone, check_backbone
 from .progress import tqdm
 from .validation import check_int
 
 
 def _check(model: Backbone, dataset: ImageDataset, batch_size: int) -> None:
-    if not isinstance(model, Backbone):
-        raise TypeError(f"model must be a dctutor backbone (dctutor.models.alexnet or resnet18), "
-                        f"got {type(model).__name__}")
+    check_backbone(model)
     if not isinstance(dataset, ImageDataset):
         raise TypeError(f"dataset must be a dctutor ImageDataset (from load_dataset), got {type(dataset).__name__}")
     check_int(batch_size, "batch_size", 1, "batch_size=256")

@@ -115,7 +115,11 @@ def load_checkpoint(path: str | Path) -> dict:
 def load_model(path: str | Path) -> Backbone:
     """The trained network of a run (its folder or its ``checkpoint.pt``), rebuilt from the saved
     ``arch`` with its weights, in eval mode. Its ``top_layer`` predicts the last pseudo-labels."""
-    state = load_checkpoint(path)
+    return model_from_state(load_checkpoint(path))
+
+
+def model_from_state(state: dict) -> Backbone:
+    """The network held by a checkpoint already read with :func:`load_checkpoint`, in eval mode."""
     weights = state["model"]
     model = build(state["arch"], num_classes=int(weights["top_layer.weight"].shape[0]))
     model.load_state_dict(weights)

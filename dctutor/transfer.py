@@ -30,7 +30,7 @@ from torchvision.transforms import v2
 from .data import MEAN, STD, train_transform
 from .device import pick_device
 from .metrics import average_precisions, mean_average_precision
-from .models import Backbone
+from .models import Backbone, check_backbone
 from .progress import tqdm
 from .validation import check_choice, check_float, check_int
 
@@ -39,12 +39,6 @@ MODES = ("fc6-8", "all")
 # the freshly initialised head needs a large step; fine-tuning every layer needs a smaller one.
 DEFAULT_LR = {"fc6-8": 0.1, "all": 0.05}
 CROPS = (1, 2, 10)
-
-
-def _check_model(model: Backbone) -> None:
-    if not isinstance(model, Backbone):
-        raise TypeError(f"model must be a dctutor backbone (dctutor.models.alexnet or resnet18, or "
-                        f"dctutor.runs.load_model(run)), got {type(model).__name__}")
 
 
 def prepare_transfer(model: Backbone, mode: str, num_classes: int = 20, *, reinit_fc: bool = True,
@@ -59,7 +53,7 @@ def prepare_transfer(model: Backbone, mode: str, num_classes: int = 20, *, reini
     :func:`train_transfer` also keeps the body in eval mode so its BatchNorm statistics do not move.
     The input ``model`` is never modified.
     """
-    _check_model(model)
+    check_backbone(model)
     check_choice(mode, "mode", MODES)
     net = copy.deepcopy(model).cpu()
     gen = torch.Generator().manual_seed(seed)
@@ -159,7 +153,7 @@ def train_transfer(model: Backbone, dataset, mode: str, *, epochs: int = 30, lr:
     every image at every epoch. Everything random (new layers, order, crops, dropout) is seeded by
     ``seed``; torch's global random state is left as it was. The input ``model`` is not changed.
     """
-    _check_model(model)
+    check_backbone(model)
     check_choice(mode, "mode", MODES)
     check_int(epochs, "epochs", 0, "epochs=30")
     check_int(batch_size, "batch_size", 2, "batch_size=64")

@@ -18,7 +18,8 @@ image's loss by the inverse size of its cluster) prevents it. Chapter 3 measures
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -303,13 +304,14 @@ _DEFENCE_COLOURS = {"defences on": "tab:blue", "defences off": "tab:red"}
 
 
 def defence_runs(data: ImageDataset, seeds: Sequence[int], *, k: int, epochs: int, lr: float, passes: int,
-                 batch_size: int = 32, width: float = 0.25, device: str | torch.device | None = None) -> list[dict]:
+                 batch_size: int = 32, width: float = 0.25, device: str | torch.device | None = None,
+                 on_run: Callable[[dict], None] | None = None) -> list[dict]:
     """DeepCluster with both defences of Sec. 3.3 (uniform sampling, empty-cluster reassignment) and
     with neither, from the same random AlexNet for every seed.
 
     One row per (defences, seed): ``defences``, ``seed``, ``k``, ``history`` (the loop's rows up to
-    the last healthy epoch) and ``error`` (the divergence message, or None). A run that diverges is
-    kept: how it got there is part of the answer.
+    the last healthy epoch), ``error`` (the divergence message, or None) and ``seconds``. A run that
+    diverges is kept: how it got there is part of the answer. ``on_run(row)`` is called after each run.
     """
     rows = []
     for defences, (uniform, reassign) in DEFENCES.items():
@@ -319,13 +321,17 @@ def defence_runs(data: ImageDataset, seeds: Sequence[int], *, k: int, epochs: in
                                        pca_dim=min(256, len(data) // 2))
             net = alexnet(k, small_input=small_input_for(data.image_size), width=width, seed=seed)
             history: list[dict] = []
+            start = time.perf_counter()
             try:
                 train_deepcluster(net, data, config, device=device, progress=False,
                                   on_epoch_end=lambda so_far: history.__setitem__(slice(None), so_far))
                 error = None
             except FloatingPointError as err:
                 error = str(err)
-            rows.append({"defences": defences, "seed": seed, "k": k, "history": history, "error": error})
+            rows.append({"defences": defences, "seed": seed, "k": k, "history": history, "error": error,
+                         "seconds": time.perf_counter() - start})
+            if on_run is not None:
+                on_run(rows[-1])
     return rows
 
 

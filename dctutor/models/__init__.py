@@ -85,6 +85,14 @@ class Backbone(nn.Module):
         return top
 
 
+def check_backbone(model) -> Backbone:
+    """``model`` if it follows the :class:`Backbone` contract, else a ``TypeError`` saying how to get one."""
+    if not isinstance(model, Backbone):
+        raise TypeError(f"model must be a dctutor backbone (dctutor.models.alexnet or resnet18, or "
+                        f"dctutor.runs.load_model(run)), got {type(model).__name__}")
+    return model
+
+
 from .alexnet import AlexNet, alexnet  # noqa: E402  (the backbones subclass Backbone above)
 from .resnet import ResNetCifar, resnet18  # noqa: E402
 
@@ -103,4 +111,5 @@ def build(arch: dict, num_classes: int, *, seed: int | None = None) -> Backbone:
         raise ValueError(f"arch {arch} does not fit backbone {arch['name']!r}: {err}") from None
 
 
-__all__ = ["BACKBONES", "AlexNet", "Backbone", "ResNetCifar", "alexnet", "build", "resnet18", "small_input_for"]
+__all__ = ["BACKBONES", "AlexNet", "Backbone", "ResNetCifar", "alexnet", "build", "check_backbone", "resnet18",
+           "small_input_for"]
