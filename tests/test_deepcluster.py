@@ -62,7 +62,7 @@ def test_spread_is_the_share_of_feature_energy_that_varies_across_images(tiny, m
     constant = np.tile(rng.normal(size=(1, 64)), (len(tiny), 1)).astype(np.float32)
     for feats, expected in ((constant + rng.normal(scale=1e-3, size=constant.shape).astype(np.float32), 0.0),
                             (rng.normal(size=constant.shape).astype(np.float32), 1.0)):
-        monkeypatch.setattr(dc, "extract_features", lambda *args, feats=feats, **kwargs: feats)
+        monkeypatch.setattr(dc, "extract_features", lambda *args, feats=feats, **kwargs: torch.from_numpy(feats))
         row = train_deepcluster(_model(), tiny, _tiny_config(), device="cpu", progress=False).history[0]
         assert row["spread"] == pytest.approx(expected, abs=0.05)
 
