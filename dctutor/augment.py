@@ -97,9 +97,13 @@ class BatchAugment:
         check_float(ratio[1], "ratio[1]", ratio[0], "ratio=(3/4, 4/3)")
         self.scale, self.ratio = (float(scale[0]), float(scale[1])), (float(ratio[0]), float(ratio[1]))
 
+    def draw(self, n: int, height: int, width: int,
+             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crop boxes (n, 4) and flips (n,) for ``n`` images of ``height x width``, drawn on the CPU.
+        The loop draws a whole epoch at once and moves it to the device in one copy, so that no
+        training step waits for a host-to-device transfer."""
+        return crop_params(n, height, width, self.scale, self.ratio, generator), torch.rand(n, generator=generator) < 0.5
+
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        n, _, height, width = images.shape
-        boxes = crop_params(n, height, width, self.scale, self.ratio, generator)
-        flips = torch.rand(n, generator=generator) < 0.5
-        # The grid is built on the CPU beside the draws; only the finished grid moves to the device.
-        return augment_batch(images, boxes, flips, self.size)
+        boxes, flips = self.draw(len(images), images.shape[-2], images.shape[-1], generator)
+        return augment_batch(images, boxes.to(images.device), flips.to(images.device), self.size)

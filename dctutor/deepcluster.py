@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from .clustering import BACKENDS, kmeans, preprocess
-from .augment import BatchAugment
+from .augment import BatchAugment, augment_batch
 from .data import ImageDataset
 from .device import pick_device
 from .features import extract_features
@@ -200,13 +200,17 @@ def _batches(dataset: ImageDataset, labels: np.ndarray, config: DeepClusterConfi
     else:
         order = torch.cat([torch.randperm(len(labels), generator=gen) for _ in range(config.train_passes)])
     augment = BatchAugment(dataset.image_size, scale=(config.crop_scale, 1.0))
-    crops = _generator(config.seed, epoch, _CROPS)
-    targets = torch.from_numpy(labels)
+    boxes, flips = augment.draw(len(order), dataset.image_size, dataset.image_size,
+                                _generator(config.seed, epoch, _CROPS))
+    # One copy per epoch: per-step copies from host memory would make every step wait for the device.
+    device = dataset.images.device
+    order, boxes, flips = order.to(device), boxes.to(device), flips.to(device)
+    targets = torch.from_numpy(labels).to(device)[order]
     for start in range(0, len(order), config.batch_size):
-        idx = order[start:start + config.batch_size]
-        if len(idx) < 2:  # BatchNorm cannot train on a single image; one image of the pass is dropped
+        batch = slice(start, start + config.batch_size)
+        if len(order[batch]) < 2:  # BatchNorm cannot train on a single image; one image of the pass is dropped
             continue
-        yield augment(dataset.images[idx.to(dataset.images.device)], crops), targets[idx]
+        yield augment_batch(dataset.images[order[batch]], boxes[batch], flips[batch], augment.size), targets[batch]
 
 
 def _autocast(config: DeepClusterConfig, device: torch.device):
