@@ -184,3 +184,55 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "interrupted; run the same command again to resume from epoch" in err and "Traceback" not in err
+
+
+def test_the_same_run_resumes_however_its_paths_are_typed(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY, "--epochs", "1"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--out", "run", *TINY, "--epochs", "2"]) == 0  # relative instead of absolute
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # another working directory, another --data-root for shapes
+    assert main(["train", "--out", "../run", *TINY, "--epochs", "3", "--data-root", "/somewhere/else"]) == 0
+    shutil.move(out, tmp_path / "moved")
+    assert main(["train", "--out", str(tmp_path / "moved"), *TINY, "--epochs", "4"]) == 0
+    history = json.loads((tmp_path / "moved" / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [0, 1, 2, 3]
+    capsys.readouterr()
+    checkpoint = (tmp_path / "moved" / "checkpoint.pt").read_bytes()
+    for option, message in ((["--n", "80"], "n: 96 -> 80"), (["--k", "5"], "k: 6 -> 5")):
+        with pytest.raises(SystemExit):
+            main(["train", "--out", str(tmp_path / "moved"), *TINY, "--epochs", "5", *option])
+        err = capsys.readouterr().err
+        assert message in err and "use a new --out or the same options" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "moved" / "checkpoint.pt").read_bytes() == checkpoint, "a refused resume changes nothing"
+
+
+def test_a_folder_data_set_resumes_after_it_moved_but_not_on_other_images(tmp_path, capsys):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for label in ("a", "b"):
+            (tmp_path / "tree" / split / label).mkdir(parents=True)
+            for i in range(20):
+                pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "tree" / split / label / f"{i}.png")
+    small = [*TINY[2:], "--n", "40", "--image-size", "16"]
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--dataset", f"folder:{tmp_path / 'tree'}", *small, "--epochs", "1"]) == 0
+    shutil.move(tmp_path / "tree", tmp_path / "tree2")
+    assert main(["train", "--out", str(out), "--dataset", f"folder:{tmp_path / 'tree2'}", *small, "--epochs", "2"]) == 0
+    assert json.loads((out / "run.json").read_text())["dataset"] == f"folder:{(tmp_path / 'tree2').resolve()}"
+    assert main(["probe", "--run", str(out), "--test-n", "20", "--epochs", "1", "--knn-k", "3", "--layers", "conv5",
+                 "--min-steps", "2"]) == 0, "probe finds the data where the last resume found it"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "tree2" / "train" / "a" / "0.png")
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(out), "--dataset", f"folder:{tmp_path / 'tree2'}", *small, "--epochs", "3"])
+    assert "was trained on other images" in capsys.readouterr().err
+    assert [row["epoch"] for row in json.loads((out / "history.json").read_text())] == [0, 1]
