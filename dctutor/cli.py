@@ -243,7 +243,21 @@ def _run_settings(run: Path) -> dict:
     if not (run / SETTINGS).is_file() or not (run / CHECKPOINT).is_file():
         raise FileNotFoundError(f"{run} has no {SETTINGS} and {CHECKPOINT}; train first with "
                                 f"'dctutor train --out {run}'")
-    return read_json(run / SETTINGS)
+    settings = read_json(run / SETTINGS)
+    # What probe reads to rebuild the data; data_root and download fall back to train's defaults.
+    fields = {"dataset": (str,), "split": (str,), "n": (int, type(None)), "image_size": (int, type(None)),
+              "seed": (int,), "data_root": (str,), "download": (bool,)}
+    settings = {"data_root": "data", "download": False} | settings
+    for key, types in fields.items():
+        if key not in settings:
+            raise ValueError(f"{run / SETTINGS} lacks {key!r} (written by another dctutor, or edited); run "
+                             f"'dctutor train --out {run}' with the run's options to write it again")
+        value = settings[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            wanted = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise ValueError(f"{run / SETTINGS}: {key!r} must be {wanted}, got {value!r}; restore the file or "
+                             f"run 'dctutor train --out {run}' with the run's options to write it again")
+    return settings
 
 
 def _check_held_out(settings: dict, split: str) -> None:

@@ -236,3 +236,45 @@ def test_a_folder_data_set_resumes_after_it_moved_but_not_on_other_images(tmp_pa
         main(["train", "--out", str(out), "--dataset", f"folder:{tmp_path / 'tree2'}", *small, "--epochs", "3"])
     assert "was trained on other images" in capsys.readouterr().err
     assert [row["epoch"] for row in json.loads((out / "history.json").read_text())] == [0, 1]
+
+
+def test_checkpoint_formats_and_fields(tmp_path, capsys):
+    import torch
+
+    from dctutor.runs import load_checkpoint, save_checkpoint
+
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY, "--epochs", "1"]) == 0
+    state = load_checkpoint(out)
+    # A checkpoint from before the 'spread' column, with a field this version does not know: resumes.
+    state["history"] = [{k: v for k, v in row.items() if k != "spread"} for row in state["history"]]
+    save_checkpoint(out / "checkpoint.pt", {k: v for k, v in state.items() if k not in ("format", "version")}
+                    | {"added_later": 1})
+    assert main(["train", "--out", str(out), *TINY, "--epochs", "2"]) == 0
+    with open(out / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["epoch"] for row in rows] == ["0", "1"] and rows[0]["spread"] == "nan" and float(rows[1]["spread"]) > 0
+    assert [row["epoch"] for row in json.loads((out / "history.json").read_text())] == [0, 1]
+    capsys.readouterr()
+    torch.save(load_checkpoint(out) | {"version": 99}, out / "checkpoint.pt")
+    history = (out / "history.json").read_text()
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(out), *TINY, "--epochs", "3"])
+    err = capsys.readouterr().err
+    assert "written by a newer dctutor (format 99" in err and "upgrade dctutor or use a new --out" in err
+    assert len(err.strip().splitlines()) == 1 and (out / "history.json").read_text() == history
+    assert load_checkpoint.__module__ and torch.load(out / "checkpoint.pt", weights_only=True)["version"] == 99
+
+
+def test_run_json_with_missing_or_wrong_fields_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY, "--epochs", "1"]) == 0
+    settings = json.loads((out / "run.json").read_text())
+    for edited, message in (({k: v for k, v in settings.items() if k != "split"}, "run.json lacks 'split'"),
+                            (settings | {"dataset": 5}, "run.json: 'dataset' must be"),
+                            (settings | {"n": "ninety"}, "run.json: 'n' must be")):
+        (out / "run.json").write_text(json.dumps(edited))
+        with pytest.raises(SystemExit):
+            main(["probe", "--run", str(out), "--test-n", "20"])
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
