@@ -91,13 +91,12 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
 
 
 def _torch_load(path: Path):
-    # Format 1 pickled its labels as a numpy array; these three names only rebuild arrays, so the
-    # weights-only loader stays safe with them allowed.
-    try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct
-    with torch.serialization.safe_globals([_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.int64))]):
+    # Format 1 pickled its labels as a numpy array. Allowing the callables numpy pickles an int64
+    # array with (asked from numpy itself, whatever its version calls them) keeps the weights-only
+    # loader safe: they only rebuild arrays.
+    labels = np.zeros(1, dtype=np.int64)
+    rebuild = labels.__reduce__()[0]
+    with torch.serialization.safe_globals([rebuild, np.ndarray, np.dtype, type(labels.dtype)]):
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
