@@ -225,7 +225,8 @@ def _kmeans_faiss(x: torch.Tensor, k: int, n_iter: int, seed: int, device: torch
                   init: torch.Tensor | None):
     faiss = _import_faiss()
     data = np.ascontiguousarray(x.cpu().numpy())
-    km = faiss.Kmeans(data.shape[1], k, niter=n_iter, seed=seed,
+    # faiss takes a 32-bit seed; the loop's per-epoch seeds have 63 bits, so fold them into range.
+    km = faiss.Kmeans(data.shape[1], k, niter=n_iter, seed=seed % 2**31,
                       gpu=device.type == "cuda" and faiss.get_num_gpus() > 0,
                       # DeepCluster clusters every image; by default faiss subsamples 256 per centroid.
                       max_points_per_centroid=len(data), min_points_per_centroid=1)
@@ -271,6 +272,7 @@ def kmeans(x: np.ndarray | torch.Tensor, k: int, n_iter: int = 20, seed: int = 0
     if k > n:
         raise ValueError(f"k={k} but only n={n} points; lower k or use more images")
     check_int(n_iter, "n_iter", 1, "n_iter=20")
+    check_int(seed, "seed", 0, "seed=0")
     check_int(chunk_size, "chunk_size", 1, "chunk_size=4096")
     check_choice(backend, "backend", BACKENDS)
     if backend == "faiss" and not reassign_empty:

@@ -59,7 +59,7 @@ from .features import extract_features
 from .metrics import cluster_stats, nmi
 from .models import Backbone, check_backbone
 from .progress import tqdm
-from .runs import CHECKPOINT, load_checkpoint, save_checkpoint
+from .runs import CHECKPOINT, check_resumable, load_checkpoint, save_checkpoint
 from .sampling import UniformLabelSampler
 from .validation import check_bool, check_choice, check_float, check_int
 
@@ -295,12 +295,19 @@ def _train(model, dataset, config, out, dev, progress, on_epoch_end) -> DeepClus
     ckpt = out / CHECKPOINT if out is not None else None
     if ckpt is not None and ckpt.exists():
         state = load_checkpoint(ckpt)
+        check_resumable(state, ckpt, len(dataset))
         _check_resume(state, config, model, data_id, ckpt)
         model.top_layer = model.new_top_layer(config.k).to(dev)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history, start_epoch = state["history"], state["epoch"] + 1
-        labels = state["labels"].numpy()
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:  # tensors of other shapes: the file was edited
+            raise ValueError(f"{ckpt} does not fit this model ({str(err).splitlines()[0][:160]}); it is damaged: "
+                             f"move it away to start again, or restore a copy") from None
+        # Columns added since the checkpoint was written are NaN in its rows (unknown then).
+        history = [{key: row.get(key, [] if key == "sizes" else float("nan")) for key in HISTORY_COLUMNS}
+                   for row in state["history"]]
+        start_epoch, labels = state["epoch"] + 1, state["labels"].numpy()
     elif out is not None:
         out.mkdir(parents=True, exist_ok=True)
     for epoch in range(start_epoch, config.epochs):

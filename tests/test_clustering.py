@@ -224,3 +224,12 @@ def test_splitting_identical_points_does_not_follow_their_order():
     assert np.bincount(labels, minlength=10).min() > 0
     by_position = np.repeat(np.arange(10), 40)
     assert normalized_mutual_info_score(by_position, labels) < 0.2
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_any_63_bit_seed_of_the_loop_is_accepted(backend):
+    # train_deepcluster seeds each epoch's k-means with a 63-bit number; faiss's own seed is 32-bit.
+    x = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
+    assert len(kmeans(x, 3, seed=2**63 - 1, backend=backend).labels) == 40
+    with pytest.raises(ValueError, match="seed=-1 must be at least 0"):
+        kmeans(x, 3, seed=-1, backend=backend)
