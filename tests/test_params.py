@@ -28,3 +28,10 @@ def test_pick_device():
         pick_device("gpu0")
     with pytest.raises(TypeError, match="device must be a string"):
         pick_device(3)
+
+
+def test_cuda_without_a_gpu_says_how_to_switch_the_colab_runtime(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"Runtime > Change runtime type") as info:
+        pick_device("cuda")
+    assert "\n" not in str(info.value)
