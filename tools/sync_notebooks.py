@@ -33,7 +33,7 @@ def repository(config: Path = ROOT / "_config.yml") -> tuple[str, str]:
 
 def install_cell(url: str, branch: str, gpu: bool) -> str:
     """The source of the install cell: a no-op outside Colab."""
-    extra, why = ("[gpu]", "with GPU faiss; torch is preinstalled") if gpu else ("", "torch is preinstalled")
+    extra, why = ("[gpu]", "with GPU faiss") if gpu else ("", "torch is preinstalled")
     return (f'import sys\n\nREPOSITORY = "{url}"  # _config.yml\'s repository.url\n\n'
             f"if {MARKER}:  # Colab: install dctutor ({why})\n"
             f'    %pip install -q "dctutor{extra} @ git+{{REPOSITORY}}@{branch}"')
