@@ -90,7 +90,7 @@ def _load(browser, url: str) -> None:
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_page_loads_clean_in_chromium(site, browser, page):
+def test_page_loads_clean_in_chromium(browser, site, page):
     browser.set_script_timeout(60)
     _load(browser, f"{site}/{page}.html")
     browser.save_screenshot(str(SHOTS / f"{Path(page).name}.png"))
@@ -115,7 +115,7 @@ def test_page_loads_clean_in_chromium(site, browser, page):
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if (ROOT / f"{p}.ipynb").exists()])
-def test_launch_link_opens_this_notebook_in_colab(site, browser, page):
+def test_launch_link_opens_this_notebook_in_colab(browser, site, page):
     _load(browser, f"{site}/{page}.html")
     url = CONFIG["repository"]["url"].rstrip("/")
     owner_repo = url.split("github.com/")[1]
@@ -126,7 +126,7 @@ def test_launch_link_opens_this_notebook_in_colab(site, browser, page):
     assert colab == [expected], f"{page}: Colab launch links {colab}, expected {expected}"
 
 
-def test_navigation_reaches_every_page(site, browser):
+def test_navigation_reaches_every_page(browser, site):
     _load(browser, f"{site}/{PAGES[0]}.html")
     nav = browser.execute_script(
         "return [...document.querySelectorAll('nav.bd-links a, #bd-docs-nav a')].map(a => a.href)")
