@@ -216,8 +216,8 @@ def _import_faiss():
     try:
         import faiss
     except ImportError as err:
-        raise ImportError("backend='faiss' needs faiss: pip install faiss-cpu (or faiss-gpu-cu12 on a "
-                          "CUDA machine), or use backend='torch'") from err
+        raise ImportError("backend='faiss' needs faiss, which is not installed: pip install 'dctutor[cpu]' "
+                          "(or 'dctutor[gpu]' on a CUDA machine), or use backend='torch'") from None
     return faiss
 
 

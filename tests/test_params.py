@@ -72,3 +72,10 @@ def test_a_misspelt_injected_name_points_to_the_closest_known_one():
         check_parameters(GOOD | {"In": history, "n_image": 100}, SPEC)
     check_parameters(GOOD | {"In": history[:2]}, SPEC)  # nothing injected: nothing to compare
     assert injected_names({"In": ["# Parameters\nthis is not python("]}) == set()
+
+
+def test_cuda_without_a_gpu_says_how_to_switch_the_colab_runtime(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"Runtime > Change runtime type") as info:
+        pick_device("cuda")
+    assert "\n" not in str(info.value)
