@@ -267,3 +267,27 @@ def test_epoch_streams_never_collide_and_the_global_rng_is_left_alone(tiny):
 def test_batch_size_one_is_refused():
     with pytest.raises(ValueError, match="batch_size=1 must be at least 2"):
         _tiny_config(batch_size=1)
+
+
+def test_the_loop_crops_with_the_configured_scale_and_mirrors_half(tiny):
+    from dctutor.data import eval_transform
+    from dctutor.deepcluster import _batches
+
+    labels = np.arange(len(tiny)) % 6
+    plain = eval_transform()(tiny.images)
+    candidates = torch.cat([plain, plain.flip(-1)]).flatten(1)
+
+    def whole_images(config):
+        x = torch.cat([batch for batch, _ in _batches(tiny, labels, config, epoch=0)]).flatten(1)
+        nearest = torch.cdist(x, candidates, compute_mode="donot_use_mm_for_euclid_dist").min(1)
+        return (nearest.values < 1e-3).float().mean().item(), (nearest.indices >= len(tiny)).float()
+
+    # crop_scale=1 leaves only the whole image (torchvision's centre fall-back), mirrored or not.
+    whole, mirrored = whole_images(_tiny_config(crop_scale=1.0))
+    assert whole == 1.0 and 0.3 < mirrored.mean().item() < 0.7
+    whole, _ = whole_images(_tiny_config(crop_scale=0.3))
+    assert whole < 0.2
+    with pytest.raises(ValueError, match="crop_scale"):
+        _tiny_config(crop_scale=0.0)
+    with pytest.raises(ValueError, match="precision"):
+        _tiny_config(precision="fp16")
