@@ -10,7 +10,7 @@ CELL_TIMEOUT := 1200
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e ".[book,test]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[book,test,cpu]"
 	touch $@
 
 book: chapters html

@@ -58,17 +58,24 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--rgb", action="store_true", help="no Sobel layer")
+    ap.add_argument("--crop-scale", type=float, default=0.3, help="smallest crop area (reference code: 0.08)")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--run-dir", default="/tmp/bench_deepcluster_run")
+    ap.add_argument("--run-dir", default="/tmp/bench_deepcluster_run", help="checkpoints ('' for none)")
     ap.add_argument("--json", default="benchmarks/results/deepcluster_cifar10_cpu.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if torch.cuda.is_available() and args.device in ("auto", "cuda"):
+        torch.backends.cudnn.benchmark = True
 
     root = data_folder(args.data)
     train = load_dataset(f"folder:{root}", "train", n=args.n, seed=0)
     test = load_dataset(f"folder:{root}", "test", n=args.n_test, seed=0)
-    config = DeepClusterConfig(k=args.k, epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, seed=0)
+    config = DeepClusterConfig(k=args.k, epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, seed=0,
+                               crop_scale=args.crop_scale, precision=args.precision,
+                               channels_last=args.channels_last)
     model = alexnet(args.k, sobel=not args.rgb, small_input=True, width=args.width, seed=0)
     start, history = time.perf_counter(), []
 
@@ -77,13 +84,13 @@ def main() -> None:
         history[:] = so_far
         print(f"epoch {row['epoch']}: loss {row['loss']:.3f} nmi_labels {row['nmi_labels']:.3f} "
               f"nmi_prev {row['nmi_prev']:.3f} n_eff {row['n_effective']:.1f} "
-              f"extract {row['time_extract']:.0f}s cluster {row['time_cluster']:.0f}s "
-              f"train {row['time_train']:.0f}s", flush=True)
+              f"extract {row['time_extract']:.2f}s cluster {row['time_cluster']:.2f}s "
+              f"train {row['time_train']:.2f}s", flush=True)
         if time.perf_counter() - start > args.minutes * 60:
             raise _OutOfTime
 
     try:
-        run = train_deepcluster(model, train, config, out_dir=args.run_dir, device=args.device, progress=False,
+        run = train_deepcluster(model, train, config, out_dir=args.run_dir or None, device=args.device, progress=False,
                                 on_epoch_end=stop_when_out_of_time)
         history = run.history
     except _OutOfTime:
@@ -94,13 +101,15 @@ def main() -> None:
     table = compare_with_random(model, train, test, knn_layers=["conv5", "fc6", "fc7"], device=args.device)
     probe_minutes = (time.perf_counter() - t0) / 60
 
+    hardware = (torch.cuda.get_device_name() if next(model.parameters()).is_cuda
+                else platform.processor() or platform.machine())
     timing = {key: sum(r[key] for r in history) / len(history)
               for key in ("time_extract", "time_cluster", "time_train")}
     print(f"\nDeepCluster, {len(train)} CIFAR-10 train images, {len(history)} epochs, width {args.width}, "
           f"k {args.k}, lr {args.lr}, batch {args.batch_size}, {'RGB' if args.rgb else 'Sobel'}, "
-          f"{args.threads} threads ({platform.processor() or platform.machine()})")
-    print(f"time per epoch (mean): extraction {timing['time_extract']:.0f} s, clustering "
-          f"{timing['time_cluster']:.0f} s, training {timing['time_train']:.0f} s; "
+          f"{args.threads} threads ({hardware}), {args.precision}")
+    print(f"time per epoch (mean): extraction {timing['time_extract']:.2f} s, clustering "
+          f"{timing['time_cluster']:.2f} s, training {timing['time_train']:.2f} s; "
           f"training this session {train_minutes:.1f} min, evaluation {probe_minutes:.1f} min\n")
     print("| epoch | loss | NMI(labels) | NMI(t-1,t) | effective k |\n|---|---|---|---|---|")
     for r in history:
@@ -119,7 +128,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(jsonable({"args": vars(args) | {"data": Path(args.data).name}, "history": history,
                                "probe": table, "time_per_epoch": timing, "train_minutes": train_minutes,
-                               "eval_minutes": probe_minutes, "n_train": len(train), "n_test": len(test)}),
+                               "eval_minutes": probe_minutes, "hardware": hardware, "n_train": len(train), "n_test": len(test)}),
                               indent=1, allow_nan=False))
     print(f"saved {out}")
 

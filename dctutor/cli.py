@@ -6,7 +6,9 @@
 
 ``train`` runs :func:`dctutor.deepcluster.train_deepcluster` with every field of its config as an
 option, on any registered backbone (``--arch``); running it again on the same ``--out`` resumes
-(raise ``--epochs`` to go further). It writes ``run.json`` (the settings, so ``probe`` can rebuild
+(raise ``--epochs`` to go further), from any directory and after the run folder or a ``folder:``
+data set moved: the checkpoint's pixel fingerprint, not the typed paths, says whether the data is the
+same. It writes ``run.json`` (the settings, so ``probe`` can rebuild
 the data) and ``history.csv``/``history.json`` after every epoch (:mod:`dctutor.runs`). ``probe``
 prints the linear probe per layer and the kNN accuracy beside a random-init twin (Sec. 4.3),
 saving ``probe.json``; it refuses to score on the images the run trained on. ``transfer`` trains
@@ -33,7 +35,11 @@ from .transfer import CROPS, MODES, compare_transfer
 from .voc import VOC_CLASSES, VOCClassification
 
 # Options that may change when a run is resumed: they do not change what is computed.
-_RESUMABLE = ("epochs", "device", "no_progress")
+_RESUMABLE = ("epochs", "device", "no_progress", "download")
+# Where things are, not what they are: a run resumes from any working directory, after its folder or
+# its data moved. Whether the images are the same is decided by the pixels' fingerprint that the
+# checkpoint holds (train_deepcluster refuses other images), never by how a path was typed.
+_PATHS = ("out", "data_root")
 
 
 def _dataset_name(value: str) -> str:
@@ -171,38 +177,66 @@ def _model(settings: dict, image_size: int):
                                        seed=settings["seed"], **options)
 
 
-def _check_out(out: Path, settings: dict) -> None:
+def _identity(settings: dict, key: str):
+    """The part of a setting that defines the run: a folder data set is 'folder:' wherever it lives."""
+    value = settings[key]
+    return "folder:" if key == "dataset" and isinstance(value, str) and value.startswith("folder:") else value
+
+
+def _saved_settings(out: Path) -> dict | None:
+    """The settings of the run in ``out`` (None when there is none); refuses a foreign, non-empty folder."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; pass a folder")
-    saved = out / SETTINGS
-    if saved.exists():
-        before = read_json(saved)
-        changed = {k: (before.get(k), v) for k, v in settings.items() if k not in _RESUMABLE and before.get(k) != v}
-        if changed:
-            raise ValueError(f"{out} holds a run with other settings "
-                             f"({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in changed.items())}); "
-                             f"use a new --out or the same options")
-    elif out.is_dir() and any(out.iterdir()):
+    if (out / SETTINGS).exists():
+        return read_json(out / SETTINGS)
+    if out.is_dir() and any(out.iterdir()):
         raise ValueError(f"--out {out} is not empty and holds no dctutor run ({SETTINGS} missing); "
                          f"pick a new or empty folder so nothing there is overwritten")
+    return None
+
+
+def _check_same_run(out: Path, before: dict, settings: dict, defaults: dict) -> None:
+    # A setting missing from an older run.json had its default then, as options added later do.
+    before = defaults | before
+    changed = {key: (before.get(key), settings[key]) for key in settings
+               if key not in _RESUMABLE + _PATHS and _identity(before, key) != _identity(settings, key)}
+    if changed:
+        raise ValueError(f"{out} holds a run with other settings "
+                         f"({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in changed.items())}); "
+                         f"use a new --out or the same options")
+
+
+def _absolute(settings: dict) -> dict:
+    """``settings`` with its data paths made absolute, so ``probe`` finds the data from any directory."""
+    dataset = settings["dataset"]
+    if dataset.startswith("folder:"):
+        dataset = "folder:" + str(Path(dataset[len("folder:"):]).expanduser().resolve())
+    return settings | {"dataset": dataset, "data_root": str(Path(settings["data_root"]).expanduser().resolve())}
 
 
 def train(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    settings = {key: value for key, value in vars(args).items() if key != "command"}
-    # Results depend on the thread count (float sums are ordered per thread), so a run keeps its own.
+    before = _saved_settings(out)
+    # Results depend on the thread count (float sums are ordered per thread), so a run keeps its own:
+    # a resume without --threads takes the saved one.
+    threads = args.threads or (before or {}).get("threads")
+    if isinstance(threads, int) and threads >= 1:
+        torch.set_num_threads(threads)
+    settings = _absolute({key: value for key, value in vars(args).items() if key != "command"})
     settings["threads"] = torch.get_num_threads()
-    _check_out(out, settings)
+    if before is not None:
+        # A run.json older than the thread rule does not say; the run keeps today's count.
+        defaults = vars(_parser().parse_args(["train", "--out", str(out)])) | {"threads": settings["threads"]}
+        _check_same_run(out, before, settings, defaults)
     config = DeepClusterConfig(**{name: getattr(args, name) for name in vars(DeepClusterConfig())})
     dataset = _load(settings, args.split, args.n)
     model = _model(settings, dataset.image_size)
 
     def log(history: list[dict]) -> None:
         row = history[-1]
-        if not (out / SETTINGS).exists():  # written with the first checkpoint, so a failed run leaves nothing
-            write_json(out / SETTINGS, settings)
+        # Written after each checkpoint, so a failed run leaves nothing and a resumed one records where
+        # its data is now (the checkpoint has just confirmed the pixels are the same).
+        write_json(out / SETTINGS, settings)
         write_history(history, out)
         print(f"epoch {row['epoch']}: loss {row['loss']:.3f}  NMI labels {row['nmi_labels']:.3f}  NMI t-1 "
               f"{row['nmi_prev']:.3f}  largest {row['largest']:.1%}  effective k {row['n_effective']:.1f}  "
@@ -212,6 +246,8 @@ def train(args: argparse.Namespace) -> int:
     run = train_deepcluster(model, dataset, config, out_dir=out, device=args.device,
                             progress=not args.no_progress, on_epoch_end=log)
     write_history(run.history, out)
+    if run.history:  # a resume with nothing left to train still records the data's new place
+        write_json(out / SETTINGS, settings)
     print(format_history(run.history))
     return 0
 
@@ -220,7 +256,21 @@ def _run_settings(run: Path) -> dict:
     if not (run / SETTINGS).is_file() or not (run / CHECKPOINT).is_file():
         raise FileNotFoundError(f"{run} has no {SETTINGS} and {CHECKPOINT}; train first with "
                                 f"'dctutor train --out {run}'")
-    return read_json(run / SETTINGS)
+    settings = read_json(run / SETTINGS)
+    # What probe reads to rebuild the data; data_root and download fall back to train's defaults.
+    fields = {"dataset": (str,), "split": (str,), "n": (int, type(None)), "image_size": (int, type(None)),
+              "seed": (int,), "data_root": (str,), "download": (bool,)}
+    settings = {"data_root": "data", "download": False} | settings
+    for key, types in fields.items():
+        if key not in settings:
+            raise ValueError(f"{run / SETTINGS} lacks {key!r} (written by another dctutor, or edited); run "
+                             f"'dctutor train --out {run}' with the run's options to write it again")
+        value = settings[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            wanted = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise ValueError(f"{run / SETTINGS}: {key!r} must be {wanted}, got {value!r}; restore the file or "
+                             f"run 'dctutor train --out {run}' with the run's options to write it again")
+    return settings
 
 
 def _check_held_out(settings: dict, split: str) -> None:

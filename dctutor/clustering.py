@@ -48,7 +48,7 @@ class KMeansResult:
         return np.bincount(self.labels, minlength=len(self.centroids))
 
 
-def pca_whiten(features: np.ndarray | torch.Tensor, dim: int = 256, eps: float = 1e-5) -> np.ndarray:
+def pca_whiten(features: np.ndarray | torch.Tensor, dim: int = 256, eps: float = 1e-5) -> np.ndarray | torch.Tensor:
     """Project on the top ``dim`` principal axes, each scaled to unit variance (Sec. 3.4).
 
     Each axis is divided by sqrt(eigenvalue + eps) of the covariance (divided by n), so the output
@@ -58,8 +58,11 @@ def pca_whiten(features: np.ndarray | torch.Tensor, dim: int = 256, eps: float =
     normalisation of :func:`preprocess` removes. ``dim`` is clamped to min(n_samples - 1, n_features):
     centring removes one degree of freedom, so n points span at most n - 1 directions, and whitening
     a direction of zero variance would only blow up rounding noise.
+
+    A numpy array gives a numpy array; a torch tensor gives a tensor on its own device, so features
+    extracted on a GPU are whitened there (the eigendecomposition runs in float64 either way).
     """
-    x = check_matrix(features, "features").cpu().numpy()
+    x = check_matrix(features, "features")
     check_int(dim, "dim", 1, "dim=256 as in the paper")
     n, d = x.shape
     if n < 2:
@@ -68,34 +71,36 @@ def pca_whiten(features: np.ndarray | torch.Tensor, dim: int = 256, eps: float =
     if kept < dim:
         warnings.warn(f"dim={dim} asked but min(n_samples - 1={n - 1}, n_features={d}) = {kept}; "
                       f"using dim={kept}", stacklevel=2)
-    centred = x - x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    centred = x - x.mean(0, dtype=torch.float64).float()
     if n >= d:
-        cov = (centred.T @ centred).astype(np.float64) / n
-        eigenvalues, eigenvectors = np.linalg.eigh(cov)
-        top = np.argsort(eigenvalues)[::-1][:kept]
-        projection = eigenvectors[:, top] / np.sqrt(np.clip(eigenvalues[top], 0.0, None) + eps)
-        return centred @ projection.astype(np.float32)
-    # Fewer points than features: the n x n Gram matrix X X^T / n has the covariance's non-zero
-    # eigenvalues, and an eigenvector u of it gives the principal axis X^T u / sqrt(n l). The projection
-    # of the data on that axis, scaled by 1 / sqrt(l + eps), is u * sqrt(n l / (l + eps)): an n x n
-    # eigendecomposition instead of a d x d one.
-    gram = (centred @ centred.T).astype(np.float64) / n
-    eigenvalues, eigenvectors = np.linalg.eigh(gram)
-    top = np.argsort(eigenvalues)[::-1][:kept]
-    variances = np.clip(eigenvalues[top], 0.0, None)
-    return (eigenvectors[:, top] * np.sqrt(n * variances / (variances + eps))).astype(np.float32)
+        eigenvalues, eigenvectors = torch.linalg.eigh((centred.T @ centred).double() / n)
+        top = torch.argsort(eigenvalues, descending=True)[:kept]
+        projection = eigenvectors[:, top] / torch.sqrt(eigenvalues[top].clamp(min=0.0) + eps)
+        out = centred @ projection.float()
+    else:
+        # Fewer points than features: the n x n Gram matrix X X^T / n has the covariance's non-zero
+        # eigenvalues, and an eigenvector u of it gives the principal axis X^T u / sqrt(n l). The
+        # projection of the data on that axis, scaled by 1 / sqrt(l + eps), is u * sqrt(n l / (l + eps)):
+        # an n x n eigendecomposition instead of a d x d one.
+        eigenvalues, eigenvectors = torch.linalg.eigh((centred @ centred.T).double() / n)
+        top = torch.argsort(eigenvalues, descending=True)[:kept]
+        variances = eigenvalues[top].clamp(min=0.0)
+        out = (eigenvectors[:, top] * torch.sqrt(n * variances / (variances + eps))).float()
+    return out if isinstance(features, torch.Tensor) else out.numpy()
 
 
-def preprocess(features: np.ndarray | torch.Tensor, dim: int = 256, eps: float = 1e-5) -> np.ndarray:
-    """PCA to ``dim``, whiten and L2-normalise every row (Sec. 3.4); float32, shape (n, dim).
+def preprocess(features: np.ndarray | torch.Tensor, dim: int = 256, eps: float = 1e-5) -> np.ndarray | torch.Tensor:
+    """PCA to ``dim``, whiten and L2-normalise every row (Sec. 3.4); float32, shape (n, dim), numpy
+    for numpy input and a tensor on the input's device for a tensor.
 
     Whitening stops a few high-variance directions of the raw features from dominating the
     distances of Eq. 2; normalising puts every image on the unit sphere.
     """
-    whitened = pca_whiten(features, dim, eps)
-    norms = np.linalg.norm(whitened, axis=1, keepdims=True)
+    whitened = torch.as_tensor(pca_whiten(features, dim, eps))
+    norms = torch.linalg.vector_norm(whitened, dim=1, keepdim=True)
     # A row equal to the mean whitens to zero; leave it at zero instead of dividing by zero.
-    return (whitened / np.maximum(norms, np.finfo(np.float32).tiny)).astype(np.float32)
+    out = whitened / norms.clamp(min=torch.finfo(torch.float32).tiny)
+    return out if isinstance(features, torch.Tensor) else out.numpy()
 
 
 def assign_step(x: torch.Tensor, x_sq: torch.Tensor, centroids: torch.Tensor, chunk_size: int,
@@ -211,8 +216,8 @@ def _import_faiss():
     try:
         import faiss
     except ImportError as err:
-        raise ImportError("backend='faiss' needs faiss: pip install faiss-cpu (or faiss-gpu-cu12 on a "
-                          "CUDA machine), or use backend='torch'") from err
+        raise ImportError("backend='faiss' needs faiss, which is not installed: pip install 'dctutor[cpu]' "
+                          "(or 'dctutor[gpu]' on a CUDA machine), or use backend='torch'") from None
     return faiss
 
 
@@ -220,7 +225,8 @@ def _kmeans_faiss(x: torch.Tensor, k: int, n_iter: int, seed: int, device: torch
                   init: torch.Tensor | None):
     faiss = _import_faiss()
     data = np.ascontiguousarray(x.cpu().numpy())
-    km = faiss.Kmeans(data.shape[1], k, niter=n_iter, seed=seed,
+    # faiss takes a 32-bit seed; the loop's per-epoch seeds have 63 bits, so fold them into range.
+    km = faiss.Kmeans(data.shape[1], k, niter=n_iter, seed=seed % 2**31,
                       gpu=device.type == "cuda" and faiss.get_num_gpus() > 0,
                       # DeepCluster clusters every image; by default faiss subsamples 256 per centroid.
                       max_points_per_centroid=len(data), min_points_per_centroid=1)
@@ -266,6 +272,7 @@ def kmeans(x: np.ndarray | torch.Tensor, k: int, n_iter: int = 20, seed: int = 0
     if k > n:
         raise ValueError(f"k={k} but only n={n} points; lower k or use more images")
     check_int(n_iter, "n_iter", 1, "n_iter=20")
+    check_int(seed, "seed", 0, "seed=0")
     check_int(chunk_size, "chunk_size", 1, "chunk_size=4096")
     check_choice(backend, "backend", BACKENDS)
     if backend == "faiss" and not reassign_empty:

@@ -9,8 +9,9 @@ lists where it departs from the reference code and why:
 2. PCA-whiten and L2-normalise them, run k-means: the assignments are the pseudo-labels (Sec. 3.2);
 3. give the network a fresh top layer (k outputs, weights N(0, 0.01), bias 0) with its own SGD
    optimiser: cluster ids mean nothing from one epoch to the next, so its weights cannot be kept;
-4. train one epoch on the pseudo-labels with random crops and flips, images drawn uniformly over
-   the clusters (Sec. 3.3), SGD with momentum and weight decay, dropout in fc6/fc7;
+4. train one epoch on the pseudo-labels with random crops and flips (a whole batch at once on the
+   compute device, :mod:`dctutor.augment`), images drawn uniformly over the clusters (Sec. 3.3),
+   SGD with momentum and weight decay, dropout in fc6/fc7;
 5. check that nothing diverged (loss, weights, BatchNorm statistics), then write an atomic
    checkpoint (:mod:`dctutor.runs`), so a run killed at any moment resumes exactly.
 
@@ -56,20 +57,22 @@ import torch
 from torch import nn
 
 from .clustering import BACKENDS, kmeans, preprocess
-from .data import ImageDataset, train_transform
+from .augment import BatchAugment, augment_batch
+from .data import ImageDataset
 from .device import pick_device
 from .features import extract_features
 from .metrics import cluster_stats, nmi
 from .models import Backbone, check_backbone
 from .progress import tqdm
-from .runs import CHECKPOINT, load_checkpoint, save_checkpoint
+from .runs import CHECKPOINT, check_resumable, load_checkpoint, save_checkpoint
 from .sampling import UniformLabelSampler
 from .validation import check_bool, check_choice, check_float, check_int
 
 HISTORY_COLUMNS = ("epoch", "loss", "nmi_labels", "nmi_prev", "n_empty", "size_min", "size_max", "largest",
                    "n_effective", "spread", "time_extract", "time_cluster", "time_train", "sizes")
 # Purposes of the per-epoch random streams.
-_KMEANS, _TOP_LAYER, _SAMPLING, _AUGMENT = range(4)
+_KMEANS, _TOP_LAYER, _SAMPLING, _DROPOUT, _CROPS = range(5)
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -82,9 +85,13 @@ class DeepClusterConfig:
     reference code's ``--reassign`` sets how many epochs a clustering is kept): small data sets
     need several, because the fresh top layer must be learned from scratch within them before it
     can send useful gradients to the features. ``batch_size`` is at least 2, because BatchNorm
-    cannot normalise a batch of one image. ``halt_clustering_after=E`` stops re-clustering after
-    E clusterings (None: never): later epochs skip feature extraction and k-means and train on the
-    last pseudo-labels, the cost saving of Mustapha et al. (2022, Sec. 4.2).
+    cannot normalise a batch of one image. ``crop_scale`` is the smallest area fraction of a random
+    crop (the reference code's ``RandomResizedCrop`` uses 0.08 on 224 px ImageNet images; 0.3 keeps
+    a 32 px crop recognisable). ``precision="bf16"`` runs extraction and training under bfloat16
+    autocast and ``channels_last`` stores activations NHWC: both speed up GPUs with tensor cores
+    and are off by default, so CPU results stay in float32. ``halt_clustering_after=E`` stops
+    re-clustering after E clusterings (None: never): later epochs skip feature extraction and k-means
+    and train on the last pseudo-labels, the cost saving of Mustapha et al. (2022, Sec. 4.2).
     """
 
     k: int = 100
@@ -101,6 +108,9 @@ class DeepClusterConfig:
     seed: int = 0
     train_passes: int = 1
     halt_clustering_after: int | None = None
+    crop_scale: float = 0.3
+    precision: str = "fp32"
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         for name, low, example in (("k", 2, "k=100"), ("epochs", 0, "epochs=10"), ("batch_size", 2, "batch_size=256"),
@@ -116,6 +126,10 @@ class DeepClusterConfig:
         if self.halt_clustering_after is not None:
             check_int(self.halt_clustering_after, "halt_clustering_after", 1,
                       "halt_clustering_after=5 (None clusters every epoch)")
+        check_float(self.crop_scale, "crop_scale", 0, "crop_scale=0.3 (0.08 is the reference code's)",
+                    strict_low=True, high=1)
+        check_choice(self.precision, "precision", PRECISIONS)
+        check_bool(self.channels_last, "channels_last")
         if self.kmeans_backend == "faiss" and not self.reassign_empty:
             raise ValueError("reassign_empty=False needs kmeans_backend='torch' (faiss always splits empty clusters)")
 
@@ -145,7 +159,7 @@ def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
 
 
 def _fingerprint(dataset: ImageDataset) -> str:
-    """A hash of the pixels, so a checkpoint is never resumed on other images."""
+    """A hash of the pixels, so a checkpoint is never resumed on other images (computed once per run)."""
     return hashlib.sha1(dataset.images.cpu().numpy().tobytes()).hexdigest()[:16]
 
 
@@ -171,7 +185,7 @@ def _validate(model: Backbone, dataset: ImageDataset, config: DeepClusterConfig,
     return out
 
 
-def _check_resume(state: dict, config: DeepClusterConfig, model: Backbone, dataset: ImageDataset, path: Path):
+def _check_resume(state: dict, config: DeepClusterConfig, model: Backbone, data: dict, path: Path):
     old = asdict(DeepClusterConfig()) | dict(state.get("config", {}))  # fields added later take their defaults
     new = asdict(config)
     diff = {key: (old.get(key), new[key]) for key in new if key != "epochs" and old.get(key) != new[key]}
@@ -182,28 +196,36 @@ def _check_resume(state: dict, config: DeepClusterConfig, model: Backbone, datas
     if state.get("arch") != model.arch:
         raise ValueError(f"{path} holds a model {state.get('arch')} but this model is {model.arch}; "
                          f"use a new out_dir or the same architecture")
-    if state.get("data") != {"n": len(dataset), "hash": _fingerprint(dataset)}:
+    if state.get("data") != data:
         raise ValueError(f"{path} was trained on other images; use a new out_dir or the same data")
 
 
 def _batches(dataset: ImageDataset, labels: np.ndarray, config: DeepClusterConfig, epoch: int):
     """Mini-batches (augmented images, pseudo-labels) for one epoch, straight from the in-memory
-    uint8 tensor: uniform over clusters (Sec. 3.3) or plain shuffling. Crops and flips use torch's
-    RNG, which the caller has seeded for this epoch."""
+    uint8 tensor: uniform over clusters (Sec. 3.3) or plain shuffling. Each batch is cropped,
+    flipped and normalised in one operation where the pixels live (:class:`BatchAugment`)."""
     gen = _generator(config.seed, epoch, _SAMPLING)
     n_draws = config.train_passes * len(labels)
     if config.uniform_sampling:
         order = torch.tensor(list(UniformLabelSampler(labels, n_draws, generator=gen)))
     else:
         order = torch.cat([torch.randperm(len(labels), generator=gen) for _ in range(config.train_passes)])
-    augment = train_transform(dataset.image_size)
-    targets = torch.from_numpy(labels)
+    augment = BatchAugment(dataset.image_size, scale=(config.crop_scale, 1.0))
+    boxes, flips = augment.draw(len(order), dataset.image_size, dataset.image_size,
+                                _generator(config.seed, epoch, _CROPS))
+    # One copy per epoch: per-step copies from host memory would make every step wait for the device.
+    device = dataset.images.device
+    order, boxes, flips = order.to(device), boxes.to(device), flips.to(device)
+    targets = torch.from_numpy(labels).to(device)[order]
     for start in range(0, len(order), config.batch_size):
-        idx = order[start:start + config.batch_size]
-        if len(idx) < 2:  # BatchNorm cannot train on a single image; one image of the pass is dropped
+        batch = slice(start, start + config.batch_size)
+        if len(order[batch]) < 2:  # BatchNorm cannot train on a single image; one image of the pass is dropped
             continue
-        images = dataset.images[idx.to(dataset.images.device)]
-        yield torch.stack([augment(image) for image in images]), targets[idx]
+        yield augment_batch(dataset.images[order[batch]], boxes[batch], flips[batch], augment.size), targets[batch]
+
+
+def _autocast(config: DeepClusterConfig, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
 
 def _train_epoch(model: Backbone, dataset: ImageDataset, labels: np.ndarray, optimizer, config, epoch: int,
@@ -214,21 +236,25 @@ def _train_epoch(model: Backbone, dataset: ImageDataset, labels: np.ndarray, opt
     top_opt = torch.optim.SGD(model.top_layer.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
-    total, count = 0.0, 0
-    torch.manual_seed(epoch_seed(config.seed, epoch, _AUGMENT))  # crops, flips and dropout
+    # Summed on the device: reading the loss back after every step would make the GPU wait for Python.
+    total, count = torch.zeros((), dtype=torch.float64, device=device), 0
+    torch.manual_seed(epoch_seed(config.seed, epoch, _DROPOUT))
+    memory = torch.channels_last if config.channels_last else torch.contiguous_format
     n_batches = math.ceil(config.train_passes * len(labels) / config.batch_size)
     for x, y in tqdm(_batches(dataset, labels, config, epoch), total=n_batches, desc=f"train {epoch}",
                      disable=not progress, leave=False):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss = loss_fn(model(x), y)
+        x = x.to(device, non_blocking=True).contiguous(memory_format=memory)
+        y = y.to(device, non_blocking=True)
+        with _autocast(config, device):
+            loss = loss_fn(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         top_opt.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         top_opt.step()
-        total += float(loss.detach()) * len(y)
+        total += loss.detach().double() * len(y)
         count += len(y)
-    return total / max(count, 1)
+    return float(total) / max(count, 1)
 
 
 def check_diverged(model: Backbone, loss: float, k: int, epoch: int, lr: float) -> None:
@@ -265,7 +291,8 @@ def train_deepcluster(model: Backbone, dataset: ImageDataset, config: DeepCluste
 
 
 def _train(model, dataset, config, out, dev, progress, on_epoch_end) -> DeepClusterRun:
-    model.to(dev)
+    data_id = {"n": len(dataset), "hash": _fingerprint(dataset)}
+    model.to(dev, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
     if dev.type == "cuda":  # keep the uint8 pixels resident on the GPU: no data loader in the way
         dataset = ImageDataset(dataset.images.to(dev), dataset.targets, dataset.classes, dataset.name)
     body_params = [p for name, p in model.named_parameters() if not name.startswith("top_layer.")]
@@ -280,12 +307,19 @@ def _train(model, dataset, config, out, dev, progress, on_epoch_end) -> DeepClus
     ckpt = out / CHECKPOINT if out is not None else None
     if ckpt is not None and ckpt.exists():
         state = load_checkpoint(ckpt)
-        _check_resume(state, config, model, dataset, ckpt)
+        check_resumable(state, ckpt, len(dataset))
+        _check_resume(state, config, model, data_id, ckpt)
         model.top_layer = model.new_top_layer(config.k).to(dev)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history, start_epoch = state["history"], state["epoch"] + 1
-        labels = state["labels"].numpy()
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:  # tensors of other shapes: the file was edited
+            raise ValueError(f"{ckpt} does not fit this model ({str(err).splitlines()[0][:160]}); it is damaged: "
+                             f"move it away to start again, or restore a copy") from None
+        # Columns added since the checkpoint was written are NaN in its rows (unknown then).
+        history = [{key: row.get(key, [] if key == "sizes" else float("nan")) for key in HISTORY_COLUMNS}
+                   for row in state["history"]]
+        start_epoch, labels = state["epoch"] + 1, state["labels"].numpy()
     elif out is not None:
         out.mkdir(parents=True, exist_ok=True)
     for epoch in range(start_epoch, config.epochs):
@@ -298,7 +332,7 @@ def _train(model, dataset, config, out, dev, progress, on_epoch_end) -> DeepClus
         if ckpt is not None:
             save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                                    "history": history, "labels": torch.from_numpy(labels), "config": asdict(config),
-                                   "arch": model.arch, "data": {"n": len(dataset), "hash": _fingerprint(dataset)}})
+                                   "arch": model.arch, "data": data_id})
         if on_epoch_end is not None:
             on_epoch_end(history)
     return DeepClusterRun(model=model, labels=labels, history=history, config=config, out_dir=out,
@@ -320,12 +354,15 @@ def _train_clustered(model, dataset, labels, optimizer, config, epoch, dev, prog
                      has_labels) -> np.ndarray:
     """One epoch of the paper's loop: extract, cluster, train on the new pseudo-labels."""
     t0 = time.perf_counter()
-    feats = extract_features(model, dataset, batch_size=config.batch_size, device=dev, progress=progress)
-    if not np.isfinite(feats).all():
+    with _autocast(config, dev):
+        feats = extract_features(model, dataset, batch_size=config.batch_size, device=dev, progress=progress,
+                                 as_numpy=False)
+    if not bool(torch.isfinite(feats).all()):
         raise FloatingPointError(f"epoch {epoch}: the features are no longer finite, so training diverged; "
                                  f"lower lr (now {config.lr}) and start again in a new out_dir")
-    spread = float(feats.var(axis=0, dtype=np.float64).sum() /
-                   max(float(np.square(feats, dtype=np.float64).sum(axis=1).mean()), 1e-300))
+    wide = feats.double()
+    spread = float(wide.var(0, correction=0).sum() / wide.square().sum(1).mean().clamp(min=1e-300))
+    del wide
     t1 = time.perf_counter()
     result = kmeans(preprocess(feats, config.pca_dim), config.k, n_iter=config.kmeans_iters,
                     seed=epoch_seed(config.seed, epoch, _KMEANS), backend=config.kmeans_backend, device=dev,

@@ -21,5 +21,6 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     except RuntimeError as err:
         raise ValueError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'") from err
     if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available here; use device='auto' or 'cpu'")
+        raise ValueError(f"device={device!r} but CUDA is not available here; in Colab pick a GPU with "
+                         "Runtime > Change runtime type > T4 GPU (then rerun), or use device='auto' or 'cpu'")
     return chosen

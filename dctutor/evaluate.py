@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import ImageDataset
+from .device import pick_device
 from .features import layer_features
 from .models import Backbone, build
 from .validation import check_float, check_int
@@ -31,7 +32,7 @@ MIN_STEPS = 200
 def _fit_softmax(x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float, epochs: int, lr: float,
                  seed: int, min_steps: int = MIN_STEPS) -> torch.nn.Linear:
     gen = torch.Generator().manual_seed(seed)
-    clf = torch.nn.Linear(x.shape[1], n_classes)
+    clf = torch.nn.Linear(x.shape[1], n_classes).to(x.device)
     torch.nn.init.zeros_(clf.weight)
     torch.nn.init.zeros_(clf.bias)
     opt = torch.optim.Adam(clf.parameters(), lr=lr, weight_decay=weight_decay)
@@ -39,7 +40,7 @@ def _fit_softmax(x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay:
     passes = max(epochs, math.ceil(min_steps / math.ceil(len(x) / 256)))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, passes * math.ceil(len(x) / 256))
     for _ in range(passes):
-        for idx in torch.randperm(len(x), generator=gen).split(256):
+        for idx in torch.randperm(len(x), generator=gen).to(x.device).split(256):
             loss = F.cross_entropy(clf(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
@@ -53,20 +54,22 @@ def _accuracy(clf: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor) -> float:
         return float((clf(x).argmax(1) == y).float().mean())
 
 
-def _standardise(train: np.ndarray, *others: np.ndarray) -> list[torch.Tensor]:
+def _standardise(train: np.ndarray, *others: np.ndarray, device: torch.device) -> list[torch.Tensor]:
     mean, std = train.mean(0), train.std(0) + 1e-6
-    return [torch.from_numpy((a - mean) / std).float() for a in (train, *others)]
+    return [torch.from_numpy((a - mean) / std).float().to(device) for a in (train, *others)]
 
 
 def probe_features(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, *,
                    epochs: int = 10, lr: float = 1e-3, weight_decays: Sequence[float] = WEIGHT_DECAYS,
-                   holdout: float = 0.1, seed: int = 0, min_steps: int = MIN_STEPS) -> dict:
+                   holdout: float = 0.1, seed: int = 0, min_steps: int = MIN_STEPS,
+                   device: str | torch.device | None = None) -> dict:
     """Train a softmax classifier on ``train_x`` and score it on ``test_x``.
 
     The weight decay is chosen among ``weight_decays`` by accuracy on a random ``holdout``
     fraction of train (Sec. 4.3: "cross-validation on the training set"); the classifier is then
     refitted on all of train with that choice. Each fit runs ``epochs`` passes of Adam with a cosine
-    schedule, and at least ``min_steps`` steps. Returns test/holdout accuracy and the choice.
+    schedule, and at least ``min_steps`` steps, on ``device`` (:func:`dctutor.device.pick_device`).
+    Returns test/holdout accuracy and the choice.
     """
     check_float(holdout, "holdout", 0, "holdout=0.1", high=1, strict_low=True, strict_high=True)
     n_classes = int(max(train_y.max(), test_y.max())) + 1
@@ -74,14 +77,15 @@ def probe_features(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     order = rng.permutation(len(train_x))
     n_hold = max(1, int(round(holdout * len(train_x))))
     fit, hold = order[n_hold:], order[:n_hold]
-    fx, hx = _standardise(train_x[fit], train_x[hold])
-    fy, hy = torch.from_numpy(train_y[fit]).long(), torch.from_numpy(train_y[hold]).long()
+    dev = pick_device(device)
+    fx, hx = _standardise(train_x[fit], train_x[hold], device=dev)
+    fy, hy = torch.from_numpy(train_y[fit]).long().to(dev), torch.from_numpy(train_y[hold]).long().to(dev)
     scores = {wd: _accuracy(_fit_softmax(fx, fy, n_classes, wd, epochs, lr, seed, min_steps), hx, hy)
               for wd in weight_decays}
     best = max(scores, key=lambda wd: (scores[wd], -wd))
-    ax, tx = _standardise(train_x, test_x)
-    clf = _fit_softmax(ax, torch.from_numpy(train_y).long(), n_classes, best, epochs, lr, seed, min_steps)
-    return {"accuracy": _accuracy(clf, tx, torch.from_numpy(test_y).long()), "holdout_accuracy": scores[best],
+    ax, tx = _standardise(train_x, test_x, device=dev)
+    clf = _fit_softmax(ax, torch.from_numpy(train_y).long().to(dev), n_classes, best, epochs, lr, seed, min_steps)
+    return {"accuracy": _accuracy(clf, tx, torch.from_numpy(test_y).long().to(dev)), "holdout_accuracy": scores[best],
             "weight_decay": best, "dim": int(train_x.shape[1])}
 
 
@@ -112,24 +116,25 @@ def linear_probe(model: Backbone, train_ds: ImageDataset, test_ds: ImageDataset,
     rows = []
     for layer in layers:
         row = probe_features(train_f[layer], train_ds.targets.numpy(), test_f[layer], test_ds.targets.numpy(),
-                             epochs=epochs, lr=lr, holdout=holdout, seed=seed, min_steps=min_steps)
+                             epochs=epochs, lr=lr, holdout=holdout, seed=seed, min_steps=min_steps, device=device)
         rows.append({"layer": layer, **row})
     return rows
 
 
 def knn_from_features(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-                      k: int = 20, chunk: int = 1024) -> float:
+                      k: int = 20, chunk: int = 1024, device: str | torch.device | None = None) -> float:
     """Accuracy of a majority vote among the ``k`` most cosine-similar training images."""
     check_int(k, "k", 1, "k=20", high=len(train_x))
-    train = F.normalize(torch.from_numpy(train_x).float(), dim=1)
-    test = F.normalize(torch.from_numpy(test_x).float(), dim=1)
-    labels = torch.from_numpy(train_y).long()
+    dev = pick_device(device)
+    train = F.normalize(torch.from_numpy(train_x).float().to(dev), dim=1)
+    test = F.normalize(torch.from_numpy(test_x).float().to(dev), dim=1)
+    labels = torch.from_numpy(train_y).long().to(dev)
     n_classes = int(max(train_y.max(), test_y.max())) + 1
     correct = 0
     for start in range(0, len(test), chunk):
         nearest = (test[start:start + chunk] @ train.T).topk(k, dim=1).indices
         votes = F.one_hot(labels[nearest], n_classes).sum(1)
-        correct += int((votes.argmax(1) == torch.from_numpy(test_y[start:start + chunk])).sum())
+        correct += int((votes.argmax(1).cpu() == torch.from_numpy(test_y[start:start + chunk])).sum())
     return correct / len(test)
 
 
@@ -142,7 +147,7 @@ def knn_accuracy(model: Backbone, train_ds: ImageDataset, test_ds: ImageDataset,
     layer = model.layers[-1] if layer is None else model.check_layers([layer])[0]
     train_f = layer_features(model, train_ds, [layer], device=device)[layer]
     test_f = layer_features(model, test_ds, [layer], device=device)[layer]
-    return knn_from_features(train_f, train_ds.targets.numpy(), test_f, test_ds.targets.numpy(), k)
+    return knn_from_features(train_f, train_ds.targets.numpy(), test_f, test_ds.targets.numpy(), k, device=device)
 
 
 def random_like(model: Backbone, seed: int = 0) -> Backbone:
@@ -164,9 +169,9 @@ def evaluate_model(model: Backbone, train_ds: ImageDataset, test_ds: ImageDatase
     train_f = layer_features(model, train_ds, wanted, target_dim=target_dim, device=device)
     test_f = layer_features(model, test_ds, wanted, target_dim=target_dim, device=device)
     probes = linear_probe(model, train_ds, test_ds, layers, epochs=epochs, seed=seed, features=(train_f, test_f),
-                          min_steps=min_steps)
+                          min_steps=min_steps, device=device)
     knn = {layer: knn_from_features(train_f[layer], train_ds.targets.numpy(), test_f[layer],
-                                    test_ds.targets.numpy(), knn_k) for layer in knn_layers}
+                                    test_ds.targets.numpy(), knn_k, device=device) for layer in knn_layers}
     return {"probe": {row["layer"]: row for row in probes}, "knn": knn}
 
 

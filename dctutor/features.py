@@ -29,7 +29,7 @@ def _check(model: Backbone, dataset: ImageDataset, batch_size: int) -> None:
 
 @torch.no_grad()
 def _run(model: Backbone, dataset: ImageDataset, forward: Callable[[torch.Tensor], dict[str, torch.Tensor]],
-         batch_size: int, device, progress: bool, desc: str) -> dict[str, np.ndarray]:
+         batch_size: int, device, progress: bool, desc: str, on_device: bool = False) -> dict:
     dev = pick_device(device)
     was_training = model.training
     model.eval().to(dev)
@@ -39,16 +39,20 @@ def _run(model: Backbone, dataset: ImageDataset, forward: Callable[[torch.Tensor
         for start in tqdm(range(0, len(dataset), batch_size), desc=desc, disable=not progress, leave=False):
             outputs = forward(to_input(dataset.images[start:start + batch_size].to(dev, non_blocking=True)))
             for name, out in outputs.items():
-                chunks.setdefault(name, []).append(out.flatten(1).float().cpu())
+                out = out.flatten(1).float()
+                chunks.setdefault(name, []).append(out if on_device else out.cpu())
     finally:
         model.train(was_training)
-    return {name: torch.cat(parts).numpy() for name, parts in chunks.items()}
+    return {name: torch.cat(parts) if on_device else torch.cat(parts).numpy() for name, parts in chunks.items()}
 
 
 def extract_features(model: Backbone, dataset: ImageDataset, layer: str | None = None, *, batch_size: int = 256,
                      device: str | torch.device | None = None, pool: int | None = None,
-                     progress: bool = True) -> np.ndarray:
+                     progress: bool = True, as_numpy: bool = True) -> np.ndarray | torch.Tensor:
     """The features of every image of ``dataset`` as a float32 ``(N, D)`` array.
+
+    ``as_numpy=False`` returns a tensor left on the compute device instead, so that the loop can
+    whiten and cluster on a GPU without a round trip through host memory.
 
     ``layer=None`` returns the backbone's ``embedding``, the features DeepCluster clusters (for
     AlexNet, fc7 before its ReLU). A layer name (one of ``model.layers``) returns that layer's
@@ -64,7 +68,8 @@ def extract_features(model: Backbone, dataset: ImageDataset, layer: str | None =
         def forward(x):
             out = model.forward_layers(x, [layer])[layer]
             return {layer: F.adaptive_avg_pool2d(out, pool) if pool is not None and out.dim() == 4 else out}
-    features = _run(model, dataset, forward, batch_size, device, progress, f"features {layer or 'embedding'}")
+    features = _run(model, dataset, forward, batch_size, device, progress, f"features {layer or 'embedding'}",
+                    on_device=not as_numpy)
     return next(iter(features.values()))
 
 

@@ -17,6 +17,7 @@ import pickle
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .models import Backbone, build
@@ -24,7 +25,11 @@ from .models import Backbone, build
 CHECKPOINT = "checkpoint.pt"
 SETTINGS = "run.json"
 FORMAT = "dctutor-deepcluster"
+# Format 1 (no tag) was written before backbones had a registry; load_checkpoint migrates it.
+# Format 2 added the tag, the backbone's ``arch`` dict and labels as a tensor.
 VERSION = 2
+# What a checkpoint must hold to resume training (save_model writes only a network: model, arch).
+RESUMABLE = ("model", "optimizer", "epoch", "history", "labels", "config", "arch", "data")
 
 
 def jsonable(value):
@@ -85,11 +90,48 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     _replace(tmp, path)
 
 
+def _torch_load(path: Path):
+    # Format 1 pickled its labels as a numpy array. Allowing the callables numpy pickles an int64
+    # array with (asked from numpy itself, whatever its version calls them) keeps the weights-only
+    # loader safe: they only rebuild arrays.
+    labels = np.zeros(1, dtype=np.int64)
+    rebuild = labels.__reduce__()[0]
+    with torch.serialization.safe_globals([rebuild, np.ndarray, np.dtype, type(labels.dtype)]):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _is_format_1(state: dict) -> bool:
+    return ("format" not in state and isinstance(state.get("arch"), dict) and "config" in state["arch"]
+            and isinstance(state.get("model"), dict))
+
+
+def _migrate_format_1(state: dict) -> dict:
+    """A format-1 checkpoint in today's layout: AlexNet's ``classifier.`` layers are now ``head.``, its
+    arch ``{"config": "small"|"imagenet", ...}`` is the registry's ``{"name": "alexnet", ...}``, labels a
+    tensor, and history rows gain ``largest``. Epochs resumed from it draw their random numbers with
+    today's per-epoch seeds, so they continue the run but do not replay what format 1 would have done."""
+    old = state["arch"]
+    arch = {"name": "alexnet", "sobel": bool(old.get("sobel", True)), "small_input": old.get("config") == "small",
+            "width": old.get("width", 1.0), "fc_dim": old.get("fc_dim", 4096)}
+    model = {("head." + key[len("classifier."):] if key.startswith("classifier.") else key): value
+             for key, value in state["model"].items()}
+    history = [row | {"largest": row["size_max"] / max(sum(row["sizes"]), 1)}
+               if isinstance(row, dict) and "largest" not in row and {"size_max", "sizes"} <= set(row) else row
+               for row in state.get("history", [])]
+    migrated = state | {"format": FORMAT, "version": VERSION, "arch": arch, "model": model, "history": history}
+    if isinstance(state.get("labels"), np.ndarray):
+        migrated["labels"] = torch.from_numpy(state["labels"].astype(np.int64))
+    return migrated
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """The state saved by :func:`save_checkpoint` at ``path`` (a checkpoint file or a run folder).
 
     Raises ``FileNotFoundError`` when there is none and ``ValueError`` naming the file when it is
-    damaged (truncated, empty) or was not written by dctutor.
+    damaged (truncated, empty), was not written by dctutor, or by a dctutor whose format this one
+    does not read (a newer one: upgrade). Format 1 is migrated in memory (the file is left as it is;
+    the next checkpoint of a resumed run is written in today's format). Fields this version does not
+    know are ignored; missing ones are reported by the function that needs them.
     """
     path = Path(path)
     if path.is_dir():
@@ -98,18 +140,52 @@ def load_checkpoint(path: str | Path) -> dict:
         raise FileNotFoundError(f"no DeepCluster checkpoint at {path}; train one first, e.g. "
                                 f"python -m dctutor train --out {path.parent}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _torch_load(path)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
         reason = (str(err).splitlines() or [type(err).__name__])[0][:120]
         raise ValueError(f"{path} is damaged or not a dctutor checkpoint ({reason}); "
                          f"move it away to start again, or restore a copy") from None
+    if isinstance(state, dict) and _is_format_1(state):
+        return _migrate_format_1(state)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a dctutor DeepCluster checkpoint (no '{FORMAT}' format tag); "
                          f"use another run folder")
-    if state.get("version") != VERSION:
-        raise ValueError(f"{path} was written by another dctutor version (format {state.get('version')}, "
-                         f"this one reads {VERSION}); train again in a new run folder")
+    version = state.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"{path} has no readable format version ({version!r}); it is damaged: move it away to "
+                         f"start again, or restore a copy")
+    if version > VERSION:
+        raise ValueError(f"{path} was written by a newer dctutor (format {version}, this one reads up to "
+                         f"{VERSION}); upgrade dctutor or use a new --out")
+    if version < VERSION:
+        raise ValueError(f"{path} was written by an older dctutor (format {version}) whose layout this one does "
+                         f"not know; train again with a new --out, or use the dctutor that wrote it")
     return state
+
+
+def check_resumable(state: dict, path: str | Path, n_images: int) -> None:
+    """A ``ValueError`` naming ``path`` unless ``state`` holds every field a resume reads, with sane
+    types, so a resume never fails halfway with a ``KeyError`` (e.g. on a network saved by
+    :func:`save_model`, or a file edited by hand)."""
+    missing = [key for key in RESUMABLE if key not in state]
+    if missing:
+        raise ValueError(f"{path} holds no resumable run (missing {', '.join(missing)}): it is a saved network, "
+                         f"not a training checkpoint; use a new --out (load it with dctutor.runs.load_model)")
+    epoch, history, labels = state["epoch"], state["history"], state["labels"]
+    problems = []
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        problems.append(f"epoch={epoch!r}")
+    if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
+        problems.append("history is not a list of rows")
+    if not isinstance(labels, torch.Tensor) or labels.shape != (n_images,):
+        problems.append(f"labels are not {n_images} cluster ids")
+    if not isinstance(state["model"], dict) or not isinstance(state["optimizer"], dict):
+        problems.append("model or optimizer is not a state dict")
+    if not isinstance(state["config"], dict) or not isinstance(state["data"], dict):
+        problems.append("config or data is not a dict")
+    if problems:
+        raise ValueError(f"{path} is damaged ({'; '.join(problems)}); move it away to start again, "
+                         f"or restore a copy")
 
 
 def load_model(path: str | Path) -> Backbone:
@@ -120,9 +196,18 @@ def load_model(path: str | Path) -> Backbone:
 
 def model_from_state(state: dict) -> Backbone:
     """The network held by a checkpoint already read with :func:`load_checkpoint`, in eval mode."""
-    weights = state["model"]
-    model = build(state["arch"], num_classes=int(weights["top_layer.weight"].shape[0]))
-    model.load_state_dict(weights)
+    weights, arch = state.get("model"), state.get("arch")
+    top = weights.get("top_layer.weight") if isinstance(weights, dict) else None
+    if not isinstance(top, torch.Tensor) or top.dim() != 2 or not isinstance(arch, dict):
+        raise ValueError("the checkpoint holds no network (its 'model' weights with a top_layer, or its 'arch', "
+                         "are missing); load a run folder written by dctutor train or dctutor.runs.save_model")
+    model = build(arch, num_classes=int(top.shape[0]))
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:  # weights of another shape or layer names: edited, or another arch
+        first = str(err).splitlines()[0][:160]
+        raise ValueError(f"the checkpoint's weights do not fit its arch {arch} ({first}); the file is damaged "
+                         f"or edited: restore a copy") from None
     return model.eval()
 
 
@@ -144,13 +229,17 @@ def write_history(history: list[dict], out: str | Path) -> None:
     write_json(out / "history.json", history)
     if not history:
         return
+    # Every column any row has (rows restored from an older checkpoint may lack newer ones), so the
+    # CSV never fails halfway and stays in step with the checkpoint.
+    columns = list(dict.fromkeys(key for row in history for key in row))
     tmp = out / "history.csv.tmp"
     try:
         with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+            writer = csv.DictWriter(handle, fieldnames=columns, restval="nan")
             writer.writeheader()
             for row in history:
-                writer.writerow(row | {"sizes": " ".join(map(str, row["sizes"]))})
+                sizes = row.get("sizes")
+                writer.writerow(row | ({"sizes": " ".join(map(str, sizes))} if isinstance(sizes, list) else {}))
     except BaseException:  # an error or Ctrl-C: no half-written file is left behind
         tmp.unlink(missing_ok=True)
         raise

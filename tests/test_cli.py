@@ -198,3 +198,97 @@ def test_halting_clustering_is_an_option_that_defaults_to_never(tmp_path, capsys
     with pytest.raises(SystemExit):
         main(["train", "--out", str(tmp_path / "bad"), *TINY, "--halt-clustering-after", "0"])
     assert "0 must be >= 1" in capsys.readouterr().err
+
+
+def test_the_same_run_resumes_however_its_paths_are_typed(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY, "--epochs", "1"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--out", "run", *TINY, "--epochs", "2"]) == 0  # relative instead of absolute
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # another working directory, another --data-root for shapes
+    assert main(["train", "--out", "../run", *TINY, "--epochs", "3", "--data-root", "/somewhere/else"]) == 0
+    shutil.move(out, tmp_path / "moved")
+    assert main(["train", "--out", str(tmp_path / "moved"), *TINY, "--epochs", "4"]) == 0
+    history = json.loads((tmp_path / "moved" / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [0, 1, 2, 3]
+    capsys.readouterr()
+    checkpoint = (tmp_path / "moved" / "checkpoint.pt").read_bytes()
+    for option, message in ((["--n", "80"], "n: 96 -> 80"), (["--k", "5"], "k: 6 -> 5")):
+        with pytest.raises(SystemExit):
+            main(["train", "--out", str(tmp_path / "moved"), *TINY, "--epochs", "5", *option])
+        err = capsys.readouterr().err
+        assert message in err and "use a new --out or the same options" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "moved" / "checkpoint.pt").read_bytes() == checkpoint, "a refused resume changes nothing"
+
+
+def test_a_folder_data_set_resumes_after_it_moved_but_not_on_other_images(tmp_path, capsys):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for label in ("a", "b"):
+            (tmp_path / "tree" / split / label).mkdir(parents=True)
+            for i in range(20):
+                pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "tree" / split / label / f"{i}.png")
+    small = [*TINY[2:], "--n", "40", "--image-size", "16"]
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--dataset", f"folder:{tmp_path / 'tree'}", *small, "--epochs", "1"]) == 0
+    shutil.move(tmp_path / "tree", tmp_path / "tree2")
+    assert main(["train", "--out", str(out), "--dataset", f"folder:{tmp_path / 'tree2'}", *small, "--epochs", "2"]) == 0
+    assert json.loads((out / "run.json").read_text())["dataset"] == f"folder:{(tmp_path / 'tree2').resolve()}"
+    assert main(["probe", "--run", str(out), "--test-n", "20", "--epochs", "1", "--knn-k", "3", "--layers", "conv5",
+                 "--min-steps", "2"]) == 0, "probe finds the data where the last resume found it"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "tree2" / "train" / "a" / "0.png")
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(out), "--dataset", f"folder:{tmp_path / 'tree2'}", *small, "--epochs", "3"])
+    assert "was trained on other images" in capsys.readouterr().err
+    assert [row["epoch"] for row in json.loads((out / "history.json").read_text())] == [0, 1]
+
+
+def test_checkpoint_formats_and_fields(tmp_path, capsys):
+    import torch
+
+    from dctutor.runs import load_checkpoint, save_checkpoint
+
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY, "--epochs", "1"]) == 0
+    state = load_checkpoint(out)
+    # A checkpoint from before the 'spread' column, with a field this version does not know: resumes.
+    state["history"] = [{k: v for k, v in row.items() if k != "spread"} for row in state["history"]]
+    save_checkpoint(out / "checkpoint.pt", {k: v for k, v in state.items() if k not in ("format", "version")}
+                    | {"added_later": 1})
+    assert main(["train", "--out", str(out), *TINY, "--epochs", "2"]) == 0
+    with open(out / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["epoch"] for row in rows] == ["0", "1"] and rows[0]["spread"] == "nan" and float(rows[1]["spread"]) > 0
+    assert [row["epoch"] for row in json.loads((out / "history.json").read_text())] == [0, 1]
+    capsys.readouterr()
+    torch.save(load_checkpoint(out) | {"version": 99}, out / "checkpoint.pt")
+    history = (out / "history.json").read_text()
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(out), *TINY, "--epochs", "3"])
+    err = capsys.readouterr().err
+    assert "written by a newer dctutor (format 99" in err and "upgrade dctutor or use a new --out" in err
+    assert len(err.strip().splitlines()) == 1 and (out / "history.json").read_text() == history
+    assert load_checkpoint.__module__ and torch.load(out / "checkpoint.pt", weights_only=True)["version"] == 99
+
+
+def test_run_json_with_missing_or_wrong_fields_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY, "--epochs", "1"]) == 0
+    settings = json.loads((out / "run.json").read_text())
+    for edited, message in (({k: v for k, v in settings.items() if k != "split"}, "run.json lacks 'split'"),
+                            (settings | {"dataset": 5}, "run.json: 'dataset' must be"),
+                            (settings | {"n": "ninety"}, "run.json: 'n' must be")):
+        (out / "run.json").write_text(json.dumps(edited))
+        with pytest.raises(SystemExit):
+            main(["probe", "--run", str(out), "--test-n", "20"])
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err

@@ -212,8 +212,9 @@ def test_bad_preprocess_input_raises_a_helpful_error(features, dim, match):
 
 def test_missing_faiss_names_the_package_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)  # makes `import faiss` raise ImportError
-    with pytest.raises(ImportError, match="pip install faiss-cpu"):
+    with pytest.raises(ImportError, match=r"pip install 'dctutor\[cpu\]'") as info:
         kmeans(X, 3, backend="faiss")
+    assert "\n" not in str(info.value) and info.value.__cause__ is None, "one clear line, no chained traceback"
 
 
 def test_splitting_identical_points_does_not_follow_their_order():
@@ -224,3 +225,12 @@ def test_splitting_identical_points_does_not_follow_their_order():
     assert np.bincount(labels, minlength=10).min() > 0
     by_position = np.repeat(np.arange(10), 40)
     assert normalized_mutual_info_score(by_position, labels) < 0.2
+
+
+@pytest.mark.parametrize("backend", BOTH)
+def test_any_63_bit_seed_of_the_loop_is_accepted(backend):
+    # train_deepcluster seeds each epoch's k-means with a 63-bit number; faiss's own seed is 32-bit.
+    x = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
+    assert len(kmeans(x, 3, seed=2**63 - 1, backend=backend).labels) == 40
+    with pytest.raises(ValueError, match="seed=-1 must be at least 0"):
+        kmeans(x, 3, seed=-1, backend=backend)

@@ -62,7 +62,7 @@ def test_spread_is_the_share_of_feature_energy_that_varies_across_images(tiny, m
     constant = np.tile(rng.normal(size=(1, 64)), (len(tiny), 1)).astype(np.float32)
     for feats, expected in ((constant + rng.normal(scale=1e-3, size=constant.shape).astype(np.float32), 0.0),
                             (rng.normal(size=constant.shape).astype(np.float32), 1.0)):
-        monkeypatch.setattr(dc, "extract_features", lambda *args, feats=feats, **kwargs: feats)
+        monkeypatch.setattr(dc, "extract_features", lambda *args, feats=feats, **kwargs: torch.from_numpy(feats))
         row = train_deepcluster(_model(), tiny, _tiny_config(), device="cpu", progress=False).history[0]
         assert row["spread"] == pytest.approx(expected, abs=0.05)
 
@@ -342,3 +342,27 @@ def test_halting_later_than_the_run_changes_nothing(tiny):
 def test_bad_halting_epoch_is_refused(value, error, match):
     with pytest.raises(error, match=match):
         _tiny_config(halt_clustering_after=value)
+
+
+def test_the_loop_crops_with_the_configured_scale_and_mirrors_half(tiny):
+    from dctutor.data import eval_transform
+    from dctutor.deepcluster import _batches
+
+    labels = np.arange(len(tiny)) % 6
+    plain = eval_transform()(tiny.images)
+    candidates = torch.cat([plain, plain.flip(-1)]).flatten(1)
+
+    def whole_images(config):
+        x = torch.cat([batch for batch, _ in _batches(tiny, labels, config, epoch=0)]).flatten(1)
+        nearest = torch.cdist(x, candidates, compute_mode="donot_use_mm_for_euclid_dist").min(1)
+        return (nearest.values < 1e-3).float().mean().item(), (nearest.indices >= len(tiny)).float()
+
+    # crop_scale=1 leaves only the whole image (torchvision's centre fall-back), mirrored or not.
+    whole, mirrored = whole_images(_tiny_config(crop_scale=1.0))
+    assert whole == 1.0 and 0.3 < mirrored.mean().item() < 0.7
+    whole, _ = whole_images(_tiny_config(crop_scale=0.3))
+    assert whole < 0.2
+    with pytest.raises(ValueError, match="crop_scale"):
+        _tiny_config(crop_scale=0.0)
+    with pytest.raises(ValueError, match="precision"):
+        _tiny_config(precision="fp16")

@@ -1,4 +1,5 @@
 """Run every chapter through papermill with small, typed parameters, as CI and users do."""
+import ast
 from pathlib import Path
 
 import nbformat
@@ -62,6 +63,17 @@ def test_wrong_parameter_type_fails_fast_with_a_clear_message(tmp_path):
 
 
 @pytest.mark.notebook
+@pytest.mark.parametrize("parameters, message", [
+    ({"k": 0}, r"ValueError: parameter 'k'=0 must be >= 2; e.g. -p k 2"),
+    ({"n_image": 100}, r"NameError: unknown parameter 'n_image'=100 .*did you mean 'n_images'\?"),
+])
+def test_bad_parameter_value_or_name_fails_in_the_check_cell(parameters, message, tmp_path):
+    with pytest.raises(pm.PapermillExecutionError, match=message) as error:
+        _run("01_sobel.ipynb", tmp_path, {"n_images": 200} | parameters)
+    assert "check_parameters(globals()" in error.value.source, "it fails before any work"
+
+
+@pytest.mark.notebook
 def test_chapter_5_transfers_the_network_chapter_4_saved(tmp_path):
     saved = tmp_path / "chapter4"
     _run("04_deepcluster.ipynb", tmp_path, SMALL["04_deepcluster.ipynb"] | {"save_to": str(saved)})
@@ -77,3 +89,20 @@ def test_nbval_checks_are_tags_readers_never_see(chapter):
     checked = [c for c in nb.cells if "nbval-check-output" in c.metadata.get("tags", [])]
     assert checked, f"{chapter}: no cell is compared by nbval"
     assert not [c for c in nb.cells if "NBVAL_" in c.source], f"{chapter}: nbval markers belong in cell tags"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_check_cell_declares_every_parameter_and_accepts_defaults_and_small_ones(chapter):
+    nb = nbformat.read(BOOK / chapter, as_version=4)
+    parameters = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    check = next(c.source for c in nb.cells if c.cell_type == "code" and "check_parameters(globals()" in c.source)
+    assert len(check.splitlines()) <= 15
+    for overrides in ({}, SMALL[chapter]):
+        namespace: dict = {}
+        exec(parameters, namespace)
+        namespace.update(overrides)
+        exec(check, namespace)  # raises on a value out of range
+    call = next(node for node in ast.walk(ast.parse(check)) if isinstance(node, ast.Call)
+                and getattr(node.func, "id", "") == "check_parameters")
+    declared = {key.value for key in call.args[1].keys}
+    assert declared == set(pm.inspect_notebook(str(BOOK / chapter))), "the check must know every parameter"

@@ -28,3 +28,54 @@ def test_pick_device():
         pick_device("gpu0")
     with pytest.raises(TypeError, match="device must be a string"):
         pick_device(3)
+
+
+from dctutor.params import Param, injected_names  # noqa: E402
+
+SPEC = {"k": Param(int, low=2), "seed": Param(int, low=0), "n_images": Param(int, low=1),
+        "width": Param(float, low=0, above=True, example=0.5), "lr": Param(float, low=0, above=True, example=0.05),
+        "seeds": Param(list, low=0, min_len=1), "k_sweep": Param(list, low=2),
+        "dataset": Param(str, choices=("shapes", "digits", "folder:<path>")), "n_crops": Param(int, choices=(1, 2, 10))}
+GOOD = {"k": 10, "seed": 0, "n_images": 100, "width": 0.5, "lr": 0.05, "seeds": [0, 1], "k_sweep": [],
+        "dataset": "folder:/data/x", "n_crops": 10}
+
+
+def test_values_in_range_pass():
+    check_parameters(GOOD, SPEC)
+    check_parameters(GOOD | {"dataset": "digits", "width": 2, "k_sweep": [2, 30]}, SPEC)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"k": 0}, r"parameter 'k'=0 must be >= 2; e.g. -p k 2"),
+    ({"seed": -1}, r"parameter 'seed'=-1 must be >= 0; e.g. -p seed 0"),
+    ({"n_images": -5}, r"parameter 'n_images'=-5 must be >= 1"),
+    ({"width": 0.0}, r"parameter 'width'=0.0 must be > 0; e.g. -p width 0.5"),
+    ({"lr": -0.1}, r"parameter 'lr'=-0.1 must be > 0; e.g. -p lr 0.05"),
+    ({"seeds": [0, -1]}, r"parameter 'seeds'=\[0, -1\] has entry -1, each must be >= 0; e.g. -y \"seeds: \[0\]\""),
+    ({"seeds": []}, r"parameter 'seeds'=\[\] needs at least 1 entries"),
+    ({"seeds": ["a"]}, r"parameter 'seeds'=\['a'\] must hold numbers"),
+    ({"dataset": "mnist"}, r"parameter 'dataset'='mnist' is not one of shapes, digits, folder:<path>; e.g. -p dataset"),
+    ({"dataset": "shape"}, r"'shape' is not one of .*; did you mean 'shapes'\?"),
+    ({"dataset": "folder:"}, r"'folder:' is not one of"),
+    ({"n_crops": 3}, r"parameter 'n_crops'=3 is not one of 1, 2, 10"),
+])
+def test_values_out_of_range_name_the_parameter_value_and_an_example(bad, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        check_parameters(GOOD | bad, SPEC)
+
+
+def test_a_misspelt_injected_name_points_to_the_closest_known_one():
+    # IPython's history as papermill leaves it: the parameters cell, then the injected one.
+    history = ["", 'k: int = 10  # clusters\nn_images: int = 2000  # images', "# Parameters\nn_image = 100\nk = 5\n"]
+    assert injected_names({"In": history}) == {"n_image", "k"}
+    with pytest.raises(NameError, match=r"unknown parameter 'n_image'=100 .*did you mean 'n_images'\?"):
+        check_parameters(GOOD | {"In": history, "n_image": 100}, SPEC)
+    check_parameters(GOOD | {"In": history[:2]}, SPEC)  # nothing injected: nothing to compare
+    assert injected_names({"In": ["# Parameters\nthis is not python("]}) == set()
+
+
+def test_cuda_without_a_gpu_says_how_to_switch_the_colab_runtime(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"Runtime > Change runtime type") as info:
+        pick_device("cuda")
+    assert "\n" not in str(info.value)

@@ -54,3 +54,59 @@ def test_history_files(tmp_path):
     write_history(rows, tmp_path)
     assert json.loads((tmp_path / "history.json").read_text())[0]["nmi_prev"] is None
     assert (tmp_path / "history.csv").read_text().splitlines() == ["epoch,loss,nmi_prev,sizes", "0,1.0,nan,3 4"]
+
+
+def _checkpoint_bytes(path):
+    return path.read_bytes() if path.exists() else None
+
+
+def test_format_versions_newer_refused_older_named(tmp_path):
+    for version, message in ((3, "written by a newer dctutor \\(format 3.*upgrade dctutor or use a new --out"),
+                             (0, "written by an older dctutor \\(format 0.*train again with a new --out"),
+                             ("2", "no readable format version")):
+        torch.save({"format": "dctutor-deepcluster", "version": version, "epoch": 0}, tmp_path / CHECKPOINT)
+        before = (tmp_path / CHECKPOINT).read_bytes()
+        with pytest.raises(ValueError, match=message):
+            load_checkpoint(tmp_path)
+        assert (tmp_path / CHECKPOINT).read_bytes() == before
+
+
+def _format_1(net, labels):
+    """The layout dctutor wrote before checkpoints were tagged (AlexNet only, numpy labels)."""
+    import numpy as np
+
+    model = {k.replace("head.", "classifier.", 1): v for k, v in net.state_dict().items()}
+    row = {"epoch": 0, "loss": 1.0, "nmi_labels": 0.1, "nmi_prev": float("nan"), "n_empty": 0, "size_min": 1,
+           "size_max": 30, "n_effective": 5.0, "time_extract": 0.1, "time_cluster": 0.1, "time_train": 0.1,
+           "sizes": [30, 10, 10, 6, 2, 2]}
+    return {"model": model, "epoch": 0, "history": [row], "labels": np.asarray(labels),
+            "arch": {"config": "small", "width": net.width, "fc_dim": net.fc_dim, "sobel": True}}
+
+
+def test_format_1_is_migrated(tmp_path):
+    net = alexnet(6, small_input=True, width=0.125, seed=3)
+    torch.save(_format_1(net, list(range(6)) * 10), tmp_path / CHECKPOINT)
+    state = load_checkpoint(tmp_path)
+    assert state["version"] == 2 and state["labels"].dtype == torch.int64 and state["history"][0]["largest"] == 0.5
+    loaded = load_model(tmp_path)
+    assert loaded.arch == net.arch
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values()))
+
+
+def test_extra_missing_and_edited_fields_are_named_not_key_errors(tmp_path):
+    from dctutor.runs import check_resumable, model_from_state
+
+    net = alexnet(6, small_input=True, width=0.125, seed=3)
+    save_checkpoint(tmp_path / CHECKPOINT, {"model": net.state_dict(), "arch": net.arch, "epoch": 0,
+                                            "a_field_from_the_future": [1, 2]})
+    assert load_model(tmp_path).arch == net.arch, "unknown fields are ignored"
+    state = load_checkpoint(tmp_path)
+    with pytest.raises(ValueError, match="holds no resumable run \\(missing optimizer, history, labels"):
+        check_resumable(state, tmp_path / CHECKPOINT, 60)
+    with pytest.raises(ValueError, match="holds no network"):
+        model_from_state({k: v for k, v in state.items() if k != "model"})
+    with pytest.raises(ValueError, match="weights do not fit its arch"):
+        model_from_state(state | {"arch": net.arch | {"width": 0.25}})
+    with pytest.raises(ValueError, match="is damaged \\(epoch='0'; labels are not 60 cluster ids"):
+        check_resumable({key: {} for key in ("model", "optimizer", "history", "config", "data", "arch")}
+                        | {"epoch": "0", "labels": torch.zeros(5), "history": []}, "ck.pt", 60)

@@ -1,0 +1,134 @@
+"""The built book in a real browser: every page loads clean in headless Chromium.
+
+Needs Chromium and its driver (Debian: ``apt-get install chromium chromium-driver``) and selenium
+(the ``test`` extra); skipped with that message otherwise. Builds ``_build/html`` when it is missing
+or older than the book's sources, serves it on localhost and, for every page of ``_toc.yml``,
+checks: no console errors, every image loaded, math rendered by MathJax (and no raw TeX left),
+the Colab launch link pointing at that page's notebook under ``_config.yml``'s repository URL, and
+the navigation reaching every page. Screenshots go to ``_build/screenshots/``.
+"""
+import functools
+import http.server
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+SHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+DRIVER = shutil.which("chromedriver")
+INSTALL = "needs Chromium and chromedriver (apt-get install chromium chromium-driver) and selenium (the test extra)"
+pytestmark = pytest.mark.browser
+
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+PAGES = [TOC["root"]] + [entry["file"] for entry in TOC["chapters"]]
+
+
+def _sources() -> list[Path]:
+    return [ROOT / "_config.yml", ROOT / "_toc.yml", ROOT / "references.bib", ROOT / "tools" / "sphinx_dedup_scripts.py",
+            *(ROOT / "book").iterdir()]
+
+
+@pytest.fixture(scope="module")
+def site():
+    """The built book served on localhost; yields its base URL."""
+    index = HTML / "index.html"
+    if not index.exists() or index.stat().st_mtime < max(p.stat().st_mtime for p in _sources()):
+        done = subprocess.run([sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
+                               "build", str(ROOT), "--all", "-W", "-n", "--keep-going"], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (CHROMIUM and DRIVER):
+        pytest.skip(f"browser test skipped: {INSTALL}")
+    webdriver = pytest.importorskip("selenium.webdriver", reason=f"browser test skipped: {INSTALL}")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1440,1000"):
+        options.add_argument(flag)
+    profile = tempfile.mkdtemp(prefix="dctutor-chromium-")
+    options.add_argument(f"--user-data-dir={profile}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def _load(browser, url: str) -> None:
+    browser.get(url)
+    # Wait for MathJax to typeset (when the page loads it) and for every image to settle.
+    browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const images = Promise.all([...document.images].map(img => img.complete ? null :
+            new Promise(r => { img.onload = img.onerror = r; })));
+        const math = (window.MathJax && MathJax.startup) ? MathJax.startup.promise : null;
+        Promise.all([images, math]).then(() => done(true), () => done(false));
+    """)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_loads_clean_in_chromium(browser, site, page):
+    browser.set_script_timeout(60)
+    _load(browser, f"{site}/{page}.html")
+    browser.save_screenshot(str(SHOTS / f"{Path(page).name}.png"))
+    # Chromium asks every new site for /favicon.ico by itself; the book has none, and no page links one.
+    errors = [e["message"] for e in browser.get_log("browser")
+              if e["level"] == "SEVERE" and "/favicon.ico" not in e["message"]]
+    assert not errors, f"{page}: console errors {errors}"
+    broken = browser.execute_script(
+        "return [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
+    assert not broken, f"{page}: images that did not load {broken}"
+    has_math = browser.execute_script("return document.querySelectorAll('.math').length")
+    if has_math:
+        rendered = browser.execute_script("return document.querySelectorAll('mjx-container').length")
+        assert rendered >= has_math, f"{page}: {has_math} math elements, {rendered} rendered by MathJax"
+    text = browser.execute_script("return document.querySelector('main').innerText")
+    assert "$$" not in text and "\\begin{" not in text, f"{page}: raw TeX on the page"
+    assert "caron2018deepcluster" not in text, f"{page}: an unresolved citation"
+    # Every page links the paper (through its bibliography entry or arXiv).
+    links = browser.execute_script("return [...document.querySelectorAll('main a')].map(a => a.href)")
+    assert any("1807.05520" in href or "bibliography.html#id" in href for href in links) or \
+        page.endswith("bibliography"), f"{page}: no link to the paper"
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if (ROOT / f"{p}.ipynb").exists()])
+def test_launch_link_opens_this_notebook_in_colab(browser, site, page):
+    _load(browser, f"{site}/{page}.html")
+    url = CONFIG["repository"]["url"].rstrip("/")
+    owner_repo = url.split("github.com/")[1]
+    expected = (f"{CONFIG['launch_buttons']['colab_url']}/github/{owner_repo}/blob/"
+                f"{CONFIG['repository']['branch']}/{page}.ipynb")
+    colab = browser.execute_script(
+        "return [...document.querySelectorAll('a')].map(a => a.href).filter(h => h.includes('colab'))")
+    assert colab == [expected], f"{page}: Colab launch links {colab}, expected {expected}"
+
+
+def test_navigation_reaches_every_page(browser, site):
+    _load(browser, f"{site}/{PAGES[0]}.html")
+    nav = browser.execute_script(
+        "return [...document.querySelectorAll('nav.bd-links a, #bd-docs-nav a')].map(a => a.href)")
+    for page in PAGES[1:]:
+        assert any(href.split("#")[0].endswith(f"/{page}.html") for href in nav), f"{page} is not in the navigation"
