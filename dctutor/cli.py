@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -69,6 +70,14 @@ def _count(low: int):
     return parse
 
 
+def _count_or_none(low: int):
+    count = _count(low)
+
+    def parse(value: str) -> int | None:
+        return None if value.lower() == "none" else count(value)
+    return parse
+
+
 def _number(positive: bool):
     def parse(value: str) -> float:
         try:
@@ -110,9 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="auto", help="auto, cpu or cuda")
     train.add_argument("--threads", type=_count(1), default=None, help="CPU threads for torch (fixed per run)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    optional = {f.name for f in fields(DeepClusterConfig) if f.type == "int | None"}
     for name, default in vars(DeepClusterConfig()).items():
         flag = "--" + name.replace("_", "-")
-        if isinstance(default, bool):
+        if name in optional:  # e.g. --halt-clustering-after 5, or none (the default)
+            train.add_argument(flag, type=_count_or_none(1), default=default, metavar="{N,none}",
+                               help=f"(default {str(default).lower()})")
+        elif isinstance(default, bool):
             train.add_argument(flag, type=_bool, default=default, metavar="{true,false}", help=f"(default {default})")
         elif isinstance(default, int):
             train.add_argument(flag, type=_count(0), default=default, help=f"(default {default})")

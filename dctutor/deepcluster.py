@@ -30,6 +30,11 @@ lists where it departs from the reference code and why:
   balanced while this number says the features have collapsed;
 * ``time_extract``, ``time_cluster``, ``time_train``: seconds spent in steps 1, 2 and 4.
 
+With ``halt_clustering_after=E`` (Mustapha et al. 2022, Sec. 4.2) only epochs 0 to E-1 run steps 1
+and 2; every later epoch trains again on epoch E-1's pseudo-labels and keeps its top layer (the
+cluster ids now mean the same thing from one epoch to the next). Those rows repeat the label
+columns, have ``nmi_prev`` 1, ``spread`` NaN and zero ``time_extract`` and ``time_cluster``.
+
 NMI is the paper's (Sec. 4.1), :func:`dctutor.metrics.nmi`.
 
 Randomness: everything random in epoch ``e`` (k-means seeding, top-layer init, sampling order,
@@ -84,7 +89,9 @@ class DeepClusterConfig:
     crop (the reference code's ``RandomResizedCrop`` uses 0.08 on 224 px ImageNet images; 0.3 keeps
     a 32 px crop recognisable). ``precision="bf16"`` runs extraction and training under bfloat16
     autocast and ``channels_last`` stores activations NHWC: both speed up GPUs with tensor cores
-    and are off by default, so CPU results stay in float32.
+    and are off by default, so CPU results stay in float32. ``halt_clustering_after=E`` stops
+    re-clustering after E clusterings (None: never): later epochs skip feature extraction and k-means
+    and train on the last pseudo-labels, the cost saving of Mustapha et al. (2022, Sec. 4.2).
     """
 
     k: int = 100
@@ -100,6 +107,7 @@ class DeepClusterConfig:
     reassign_empty: bool = True
     seed: int = 0
     train_passes: int = 1
+    halt_clustering_after: int | None = None
     crop_scale: float = 0.3
     precision: str = "fp32"
     channels_last: bool = False
@@ -115,6 +123,9 @@ class DeepClusterConfig:
         check_choice(self.kmeans_backend, "kmeans_backend", BACKENDS)
         check_bool(self.uniform_sampling, "uniform_sampling")
         check_bool(self.reassign_empty, "reassign_empty")
+        if self.halt_clustering_after is not None:
+            check_int(self.halt_clustering_after, "halt_clustering_after", 1,
+                      "halt_clustering_after=5 (None clusters every epoch)")
         check_float(self.crop_scale, "crop_scale", 0, "crop_scale=0.3 (0.08 is the reference code's)",
                     strict_low=True, high=1)
         check_choice(self.precision, "precision", PRECISIONS)
@@ -218,9 +229,10 @@ def _autocast(config: DeepClusterConfig, device: torch.device):
 
 
 def _train_epoch(model: Backbone, dataset: ImageDataset, labels: np.ndarray, optimizer, config, epoch: int,
-                 device: torch.device, progress: bool) -> float:
-    model.top_layer = model.new_top_layer(config.k, _generator(config.seed, epoch, _TOP_LAYER)).to(device)
-    # The top layer is trained without momentum, as in the reference code: it starts afresh every epoch.
+                 device: torch.device, progress: bool, new_top_layer: bool = True) -> float:
+    if new_top_layer:  # False once clustering has halted: the labels, and so the top layer, stay meaningful
+        model.top_layer = model.new_top_layer(config.k, _generator(config.seed, epoch, _TOP_LAYER)).to(device)
+    # The top layer is trained without momentum, as in the reference code: it starts afresh with each clustering.
     top_opt = torch.optim.SGD(model.top_layer.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
@@ -311,31 +323,11 @@ def _train(model, dataset, config, out, dev, progress, on_epoch_end) -> DeepClus
     elif out is not None:
         out.mkdir(parents=True, exist_ok=True)
     for epoch in range(start_epoch, config.epochs):
-        t0 = time.perf_counter()
-        with _autocast(config, dev):
-            feats = extract_features(model, dataset, batch_size=config.batch_size, device=dev, progress=progress,
-                                     as_numpy=False)
-        if not bool(torch.isfinite(feats).all()):
-            raise FloatingPointError(f"epoch {epoch}: the features are no longer finite, so training diverged; "
-                                     f"lower lr (now {config.lr}) and start again in a new out_dir")
-        wide = feats.double()
-        spread = float(wide.var(0, correction=0).sum() / wide.square().sum(1).mean().clamp(min=1e-300))
-        del wide
-        t1 = time.perf_counter()
-        result = kmeans(preprocess(feats, config.pca_dim), config.k, n_iter=config.kmeans_iters,
-                        seed=epoch_seed(config.seed, epoch, _KMEANS), backend=config.kmeans_backend, device=dev,
-                        reassign_empty=config.reassign_empty)
-        t2 = time.perf_counter()
-        loss = _train_epoch(model, dataset, result.labels, optimizer, config, epoch, dev, progress)
-        t3 = time.perf_counter()
-        check_diverged(model, loss, config.k, epoch, config.lr)
-        row = {"epoch": epoch, "loss": loss,
-               "nmi_labels": nmi(truth, result.labels) if has_labels else float("nan"),
-               "nmi_prev": nmi(labels, result.labels) if labels is not None else float("nan")}
-        row.update(cluster_stats(result.labels, config.k), spread=spread)
-        row.update(time_extract=t1 - t0, time_cluster=t2 - t1, time_train=t3 - t2)
-        history.append({key: row[key] for key in HISTORY_COLUMNS})
-        labels = result.labels
+        if labels is not None and config.halt_clustering_after is not None and epoch >= config.halt_clustering_after:
+            _train_halted(model, dataset, labels, optimizer, config, epoch, dev, progress, history)
+        else:
+            labels = _train_clustered(model, dataset, labels, optimizer, config, epoch, dev, progress, history,
+                                      truth, has_labels)
         labels_per_epoch.append(labels)
         if ckpt is not None:
             save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
@@ -345,3 +337,44 @@ def _train(model, dataset, config, out, dev, progress, on_epoch_end) -> DeepClus
             on_epoch_end(history)
     return DeepClusterRun(model=model, labels=labels, history=history, config=config, out_dir=out,
                           labels_per_epoch=labels_per_epoch)
+
+
+def _train_halted(model, dataset, labels, optimizer, config, epoch, dev, progress, history) -> None:
+    """One epoch after clustering has halted: train on the last pseudo-labels, top layer kept."""
+    t0 = time.perf_counter()
+    loss = _train_epoch(model, dataset, labels, optimizer, config, epoch, dev, progress, new_top_layer=False)
+    t1 = time.perf_counter()
+    check_diverged(model, loss, config.k, epoch, config.lr)
+    row = history[-1] | {"epoch": epoch, "loss": loss, "nmi_prev": 1.0, "spread": float("nan"),
+                         "time_extract": 0.0, "time_cluster": 0.0, "time_train": t1 - t0}
+    history.append({key: row[key] for key in HISTORY_COLUMNS})
+
+
+def _train_clustered(model, dataset, labels, optimizer, config, epoch, dev, progress, history, truth,
+                     has_labels) -> np.ndarray:
+    """One epoch of the paper's loop: extract, cluster, train on the new pseudo-labels."""
+    t0 = time.perf_counter()
+    with _autocast(config, dev):
+        feats = extract_features(model, dataset, batch_size=config.batch_size, device=dev, progress=progress,
+                                 as_numpy=False)
+    if not bool(torch.isfinite(feats).all()):
+        raise FloatingPointError(f"epoch {epoch}: the features are no longer finite, so training diverged; "
+                                 f"lower lr (now {config.lr}) and start again in a new out_dir")
+    wide = feats.double()
+    spread = float(wide.var(0, correction=0).sum() / wide.square().sum(1).mean().clamp(min=1e-300))
+    del wide
+    t1 = time.perf_counter()
+    result = kmeans(preprocess(feats, config.pca_dim), config.k, n_iter=config.kmeans_iters,
+                    seed=epoch_seed(config.seed, epoch, _KMEANS), backend=config.kmeans_backend, device=dev,
+                    reassign_empty=config.reassign_empty)
+    t2 = time.perf_counter()
+    loss = _train_epoch(model, dataset, result.labels, optimizer, config, epoch, dev, progress)
+    t3 = time.perf_counter()
+    check_diverged(model, loss, config.k, epoch, config.lr)
+    row = {"epoch": epoch, "loss": loss,
+           "nmi_labels": nmi(truth, result.labels) if has_labels else float("nan"),
+           "nmi_prev": nmi(labels, result.labels) if labels is not None else float("nan")}
+    row.update(cluster_stats(result.labels, config.k), spread=spread)
+    row.update(time_extract=t1 - t0, time_cluster=t2 - t1, time_train=t3 - t2)
+    history.append({key: row[key] for key in HISTORY_COLUMNS})
+    return result.labels

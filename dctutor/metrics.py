@@ -4,16 +4,21 @@
   labels (Fig. 2a) and between consecutive epochs (Fig. 2b).
 * :func:`cluster_stats` says how evenly pseudo-labels fill their k clusters (Sec. 3.3's
   trivial solutions show up here first).
+* :func:`correlation` is Pearson's r with a Fisher-z confidence interval, for the few-seed
+  scatter plots of chapter 6 (initial alignment against accuracy);
 * :func:`average_precisions` and :func:`mean_average_precision` score VOC 2007 classification
   (Sec. 4.4, Table 2): scikit-learn's AP, the one both reference implementations use, or the VOC
   2007 devkit's 11-point AP for comparison.
 """
 from __future__ import annotations
 
+import math
+from statistics import NormalDist
+
 import numpy as np
 from sklearn.metrics import average_precision_score, normalized_mutual_info_score
 
-from .validation import check_choice, check_int, check_labels
+from .validation import check_choice, check_float, check_int, check_labels
 
 
 def nmi(a: np.ndarray, b: np.ndarray) -> float:
@@ -43,6 +48,30 @@ def cluster_stats(labels: np.ndarray, k: int) -> dict:
     return {"n_empty": int((sizes == 0).sum()), "size_min": int(sizes.min()), "size_max": int(sizes.max()),
             "largest": float(sizes.max() / sizes.sum()), "n_effective": float(np.exp(-(p * np.log(p)).sum())),
             "sizes": sizes.tolist()}
+
+
+def correlation(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> dict:
+    """Pearson's r between ``x`` and ``y`` with its confidence interval at ``level`` (Fisher's z).
+
+    atanh(r) is close to normal with standard error 1 / sqrt(n - 3) for bivariate normal data, so
+    the interval is tanh(atanh(r) -+ z / sqrt(n - 3)). With a handful of points it is wide, which
+    is the point of printing it. Returns ``{"r", "low", "high", "n"}``; the bounds are NaN below
+    n = 4, and r is NaN when either variable is constant.
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(f"x {x.shape} and y {y.shape} must be two 1-d arrays of the same length")
+    check_int(len(x), "len(x)", 2, "two values per variable at least")
+    check_float(level, "level", 0, "level=0.95", high=1, strict_low=True, strict_high=True)
+    if x.std() == 0 or y.std() == 0:
+        return {"r": float("nan"), "low": float("nan"), "high": float("nan"), "n": len(x)}
+    r = float(np.clip(np.corrcoef(x, y)[0, 1], -1.0, 1.0))
+    if len(x) < 4 or abs(r) == 1.0:
+        low = high = float("nan") if len(x) < 4 else r
+    else:
+        half = NormalDist().inv_cdf(0.5 + level / 2) / math.sqrt(len(x) - 3)
+        low, high = math.tanh(math.atanh(r) - half), math.tanh(math.atanh(r) + half)
+    return {"r": r, "low": low, "high": high, "n": len(x)}
 
 
 def voc07_ap(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -186,6 +186,20 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path):
     assert "interrupted; run the same command again to resume from epoch" in err and "Traceback" not in err
 
 
+def test_halting_clustering_is_an_option_that_defaults_to_never(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *TINY, "--epochs", "3", "--halt-clustering-after", "1"]) == 0
+    history = json.loads((out / "history.json").read_text())
+    assert [row["time_cluster"] == 0 for row in history] == [False, True, True]
+    assert json.loads((out / "run.json").read_text())["halt_clustering_after"] == 1
+    assert main(["train", "--out", str(tmp_path / "plain"), *TINY, "--epochs", "2",
+                 "--halt-clustering-after", "none"]) == 0
+    assert json.loads((tmp_path / "plain" / "run.json").read_text())["halt_clustering_after"] is None
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(tmp_path / "bad"), *TINY, "--halt-clustering-after", "0"])
+    assert "0 must be >= 1" in capsys.readouterr().err
+
+
 def test_the_same_run_resumes_however_its_paths_are_typed(tmp_path, monkeypatch, capsys):
     import shutil
 

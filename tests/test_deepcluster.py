@@ -269,6 +269,81 @@ def test_batch_size_one_is_refused():
         _tiny_config(batch_size=1)
 
 
+def test_halting_clustering_keeps_the_last_pseudo_labels_and_skips_the_work(tiny, monkeypatch):
+    import dctutor.deepcluster as dc
+
+    calls = []
+    real = dc.kmeans
+    monkeypatch.setattr(dc, "kmeans", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    run = train_deepcluster(_model(), tiny, _tiny_config(epochs=4, halt_clustering_after=2), device="cpu",
+                            progress=False)
+    assert len(calls) == 2  # epochs 0 and 1 cluster, epochs 2 and 3 do not
+    labels = run.labels_per_epoch
+    assert not np.array_equal(labels[0], labels[1])
+    for later in labels[2:]:
+        np.testing.assert_array_equal(later, labels[1])
+    np.testing.assert_array_equal(run.labels, labels[1])
+    for row in run.history[2:]:
+        assert row["time_extract"] == row["time_cluster"] == 0 and row["nmi_prev"] == 1.0
+        assert math.isnan(row["spread"]) and row["sizes"] == run.history[1]["sizes"]
+        assert row["nmi_labels"] == run.history[1]["nmi_labels"] and row["time_train"] > 0
+    # The first two epochs are those of a run that never halts.
+    full = train_deepcluster(_model(), tiny, _tiny_config(epochs=2), device="cpu", progress=False)
+    assert _same_history(full.history, run.history[:2])
+
+
+def test_halted_epochs_keep_their_top_layer(tiny, monkeypatch):
+    import dctutor.deepcluster as dc
+
+    tops = []
+    real = dc._train_epoch
+
+    def spy(model, *args, **kwargs):
+        loss = real(model, *args, **kwargs)
+        tops.append(model.top_layer)
+        return loss
+    monkeypatch.setattr(dc, "_train_epoch", spy)
+    train_deepcluster(_model(), tiny, _tiny_config(epochs=3, halt_clustering_after=1), device="cpu", progress=False)
+    assert tops[0] is tops[1] is tops[2]
+    tops.clear()
+    train_deepcluster(_model(), tiny, _tiny_config(epochs=2), device="cpu", progress=False)
+    assert tops[0] is not tops[1]
+
+
+def test_a_run_interrupted_after_halting_resumes_exactly(tiny, tmp_path):
+    config = _tiny_config(epochs=4, halt_clustering_after=1)
+    full = train_deepcluster(_model(), tiny, config, device="cpu", progress=False)
+
+    def crash(history):
+        if len(history) == 3:  # after the first clustering and two epochs on its labels
+            raise KeyboardInterrupt("killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        train_deepcluster(_model(), tiny, config, out_dir=tmp_path, device="cpu", progress=False, on_epoch_end=crash)
+    resumed = train_deepcluster(_model(seed=99), tiny, config, out_dir=tmp_path, device="cpu", progress=False)
+    _assert_same_run(full, resumed)
+    assert resumed.history[-1]["time_cluster"] == 0
+    with pytest.raises(ValueError, match="halt_clustering_after: 1 -> 2"):
+        train_deepcluster(_model(), tiny, _tiny_config(epochs=5, halt_clustering_after=2), out_dir=tmp_path,
+                          device="cpu", progress=False)
+
+
+def test_halting_later_than_the_run_changes_nothing(tiny):
+    plain = train_deepcluster(_model(), tiny, _tiny_config(epochs=2), device="cpu", progress=False)
+    late = train_deepcluster(_model(), tiny, _tiny_config(epochs=2, halt_clustering_after=5), device="cpu",
+                             progress=False)
+    _assert_same_run(plain, late)
+
+
+@pytest.mark.parametrize("value, error, match", [
+    (0, ValueError, "halt_clustering_after=0 must be at least 1"),
+    (1.5, TypeError, "halt_clustering_after must be an int"),
+])
+def test_bad_halting_epoch_is_refused(value, error, match):
+    with pytest.raises(error, match=match):
+        _tiny_config(halt_clustering_after=value)
+
+
 def test_the_loop_crops_with_the_configured_scale_and_mirrors_half(tiny):
     from dctutor.data import eval_transform
     from dctutor.deepcluster import _batches

@@ -19,6 +19,9 @@ SMALL = {
                              "rgb_epochs": 1, "k_sweep": [10, 20], "sweep_epochs": 1, "probe_epochs": 3, "save_to": ""},
     "05_voc_transfer.ipynb": {"n_train": 100, "image_size": 32, "pretrain_images": 500, "pretrain_epochs": 2,
                               "k": 20, "epochs_fc": 5, "epochs_all": 1, "n_crops": 2, "random_rgb": False, "checkpoint": ""},
+    "06_what_makes_it_work.ipynb": {"n_images": 300, "n_test": 150, "k": 10, "ia_ks": [5, 10], "ia_seeds": 4,
+                                    "n_runs": 3, "epochs": 2, "train_passes": 1, "k_sweep": [5, 10],
+                                    "halt_sweep": [1], "probe_epochs": 2},
 }
 
 

@@ -2,7 +2,8 @@
 
 They import the core package (``dctutor.*``) and are never imported by it:
 
-* :mod:`~dctutor.labs.alignment` (chapter 1): how far a random network's clusters follow shape or colour;
+* :mod:`~dctutor.labs.alignment` (chapters 1 and 6): how far a random network's clusters follow shape or colour,
+  and runs that set initial alignment against accuracy;
 * :mod:`~dctutor.labs.kmeans_steps` (chapter 2): k-means replayed step by step, preprocessing compared;
 * :mod:`~dctutor.labs.imbalance` (chapter 3): skewed pseudo-labels and the classifiers they make;
 * :mod:`~dctutor.labs.inspect` (chapter 4): filters, top images, the contrast shortcut of ``shapes``;

@@ -2,22 +2,23 @@
 
 DeepCluster bootstraps from the weak signal of a randomly initialised convnet (paper Sec. 3.2).
 Mustapha et al. (2022) call the NMI between k-means on random-init features and the true
-labels the "initial alignment" and find that it predicts how well training will go. Chapter 1
+labels the "initial alignment" (:mod:`dctutor.alignment`, chapter 6). Chapter 1
 uses the same measurement to show why the Sobel layer matters: without it, the clusters follow
-colour instead of shape.
+colour instead of shape. Chapter 6 picks seeds across the IA distribution (:func:`spread_seeds`)
+and trains and probes each (:func:`train_and_probe`).
 """
 from __future__ import annotations
 
 import colorsys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
-from ..clustering import kmeans, preprocess
+from ..alignment import initial_alignment
 from ..data import ImageDataset
-from ..features import extract_features
-from ..metrics import nmi
-from ..models import alexnet, small_input_for
+from ..deepcluster import DeepClusterConfig, train_deepcluster
+from ..evaluate import linear_probe
+from ..models import Backbone, alexnet, small_input_for
 
 
 def hue_labels(images: torch.Tensor, bins: int = 10) -> np.ndarray:
@@ -37,22 +38,43 @@ def random_init_nmi(dataset: ImageDataset, labels: Mapping[str, np.ndarray], *, 
                     device: str | torch.device | None = None) -> list[dict]:
     """Cluster the features of randomly initialised AlexNets and score the clusters against ``labels``.
 
-    For every seed: a fresh ``alexnet(sobel=sobel, seed=seed)``, features of ``layer`` (default:
-    the embedding DeepCluster clusters, fc7 before its ReLU), PCA-whitening to ``dim`` and L2
-    (Sec. 3.4), k-means with ``k`` clusters, then NMI with each named labelling. Returns one row per seed:
-    ``{"seed", "sobel", "nmi_<name>" ...}``.
+    :func:`dctutor.alignment.initial_alignment` for ``alexnet(sobel=sobel, seed=seed)``: features of
+    ``layer`` (default: the embedding DeepCluster clusters, fc7 before its ReLU), PCA-whitening to
+    ``dim`` and L2 (Sec. 3.4), k-means with ``k`` clusters, then NMI with each named labelling.
+    Returns one row per seed: ``{"seed", "sobel", "nmi_<name>" ...}``.
     """
-    if not seeds:
-        raise ValueError("seeds must name at least one seed, e.g. seeds=[0, 1, 2]")
-    for name, truth in labels.items():
-        if len(truth) != len(dataset):
-            raise ValueError(f"labels[{name!r}] has {len(truth)} entries but the dataset has {len(dataset)} images")
-    rows = []
-    for seed in seeds:
-        model = alexnet(k, sobel=sobel, small_input=small_input_for(dataset.image_size), width=width, seed=seed)
-        features = preprocess(extract_features(model, dataset, layer, device=device, progress=False), dim)
-        clusters = kmeans(features, k, seed=seed, device=device).labels
-        row = {"seed": seed, "sobel": sobel}
-        row.update({f"nmi_{name}": nmi(truth, clusters) for name, truth in labels.items()})
-        rows.append(row)
-    return rows
+    small = small_input_for(dataset.image_size)
+    rows = initial_alignment(lambda seed: alexnet(k, sobel=sobel, small_input=small, width=width, seed=seed),
+                             dataset, k, seeds, labels=labels, layer=layer, dim=dim, device=device)
+    return [{"seed": row["seed"], "sobel": sobel, **{f"nmi_{name}": row[f"nmi_{name}"] for name in labels}}
+            for row in rows]
+
+
+def spread_seeds(rows: Sequence[dict], n: int, key: str = "ia") -> list[int]:
+    """``n`` seeds of ``rows`` (from :func:`dctutor.alignment.initial_alignment`) whose ``key`` spans
+    the sampled distribution: evenly spaced ranks, the lowest and the highest included. Mustapha et
+    al. (2022, Sec. 4.1.2) pick the seeds they train the same way, so that the scatter covers the range."""
+    if not 1 <= n <= len(rows):
+        raise ValueError(f"n={n} seeds asked for but {len(rows)} were sampled; sample more or ask for fewer")
+    ranked = sorted(rows, key=lambda row: (row[key], row["seed"]))
+    picks = np.unique(np.round(np.linspace(0, len(ranked) - 1, n)).astype(int))
+    return [int(ranked[i]["seed"]) for i in picks]
+
+
+def train_and_probe(factory: Callable[[int], Backbone], train_set: ImageDataset, test_set: ImageDataset,
+                    config: DeepClusterConfig, *, layer: str = "conv5", probe_epochs: int = 10,
+                    device: str | torch.device | None = None) -> dict:
+    """One point of chapter 6's studies: DeepCluster on a fresh ``factory(config.seed)``, then a
+    linear probe of ``layer`` on the test set (the downstream accuracy of Mustapha et al. 2022,
+    Sec. 3.3, read on the top conv layer). Returns ``seed``, ``k``, ``halt``, ``accuracy`` (0-1),
+    ``nmi_first``/``nmi_last`` (clusters vs labels, first and last epoch), ``clusterings`` (how
+    many ran), ``seconds_clustering`` (extraction + k-means) and ``seconds_training``."""
+    model = factory(config.seed)
+    run = train_deepcluster(model, train_set, config, device=device, progress=False)
+    probe = linear_probe(model, train_set, test_set, [layer], epochs=probe_epochs, seed=config.seed, device=device)
+    history = run.history
+    return {"seed": config.seed, "k": config.k, "halt": config.halt_clustering_after,
+            "accuracy": probe[0]["accuracy"], "nmi_first": history[0]["nmi_labels"],
+            "nmi_last": history[-1]["nmi_labels"], "clusterings": sum(r["time_cluster"] > 0 for r in history),
+            "seconds_clustering": sum(r["time_extract"] + r["time_cluster"] for r in history),
+            "seconds_training": sum(r["time_train"] for r in history)}

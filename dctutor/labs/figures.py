@@ -177,3 +177,71 @@ def plot_probe(table: Sequence[dict], title: str = "linear probe, test accuracy"
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_ia_histograms(rows: Sequence[dict], title: str = "initial alignment over random seeds") -> plt.Figure:
+    """One histogram of IA per value of k (rows of :func:`dctutor.alignment.initial_alignment`),
+    on shared bins, each with its median as a vertical line (Mustapha et al. 2022, Fig. B.1)."""
+    ks = sorted({r["k"] for r in rows})
+    values = {k: np.array([r["ia"] for r in rows if r["k"] == k]) for k in ks}
+    everything = np.concatenate(list(values.values()))
+    bins = np.linspace(everything.min(), everything.max() + 1e-9, 21)
+    fig, ax = plt.subplots(figsize=(6.4, 3))
+    for i, k in enumerate(ks):
+        colour = f"C{i}"
+        ax.hist(values[k], bins=bins, alpha=0.5, color=colour, label=f"k = {k} ({len(values[k])} seeds)")
+        ax.axvline(float(np.median(values[k])), color=colour, lw=2)
+    ax.set_xlabel("IA = NMI(labels, k-means of random-init features)")
+    ax.set_ylabel("seeds")
+    ax.set_title(title + " (lines: medians)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ia_vs_accuracy(rows: Sequence[dict], corr: dict, title: str = "") -> plt.Figure:
+    """Final accuracy against initial alignment, one point per seed (labelled), with Pearson's r and
+    its interval (:func:`dctutor.metrics.correlation`) in the title (Mustapha et al. 2022, Fig. 3)."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ia = np.array([r["ia"] for r in rows])
+    acc = np.array([100 * r["accuracy"] for r in rows])
+    ax.scatter(ia, acc, color="C0")
+    for r, x, y in zip(rows, ia, acc):
+        ax.annotate(f"seed {r['seed']}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    if len(rows) >= 2 and np.ptp(ia) > 0:
+        slope, intercept = np.polyfit(ia, acc, 1)
+        grid = np.linspace(ia.min(), ia.max(), 2)
+        ax.plot(grid, slope * grid + intercept, color="C0", lw=1, ls="--")
+    ax.set_xlabel("initial alignment (IA)")
+    ax.set_ylabel("linear probe accuracy (%)")
+    interval = f" [{corr['low']:.2f}, {corr['high']:.2f}]" if np.isfinite(corr["low"]) else ""
+    ax.set_title(f"{title}\nPearson r = {corr['r']:.2f}{interval} (95%, n = {corr['n']})".strip(), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_sweeps(k_rows: Sequence[dict], halt_rows: Sequence[dict], epochs: int) -> plt.Figure:
+    """Left: accuracy against k. Right: accuracy against the number of clusterings before
+    clustering halts (``epochs`` = never halted), with the seconds spent clustering on a second axis."""
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3))
+    if k_rows:
+        rows = sorted(k_rows, key=lambda r: r["k"])
+        axes[0].plot([r["k"] for r in rows], [100 * r["accuracy"] for r in rows], "o-")
+        axes[0].set_xscale("log")
+        axes[0].set_xticks([r["k"] for r in rows], [str(r["k"]) for r in rows])
+    axes[0].set_xlabel("k (clusters)")
+    axes[0].set_ylabel("linear probe accuracy (%)")
+    axes[0].set_title("accuracy against k", fontsize=10)
+    if halt_rows:
+        rows = sorted(halt_rows, key=lambda r: r["clusterings"])
+        x = [r["clusterings"] for r in rows]
+        axes[1].plot(x, [100 * r["accuracy"] for r in rows], "o-", label="accuracy")
+        twin = axes[1].twinx()
+        twin.bar(x, [r["seconds_clustering"] for r in rows], width=0.3, alpha=0.3, color="gray")
+        twin.set_ylabel("seconds extracting + clustering", fontsize=8)
+        axes[1].set_xticks(x, [str(v) for v in x])
+    axes[1].set_ylabel("linear probe accuracy (%)")
+    axes[1].set_xlabel(f"clusterings before halting ({epochs} = never)")
+    axes[1].set_title("accuracy against halting", fontsize=10)
+    fig.tight_layout()
+    return fig
