@@ -8,7 +8,8 @@
 option, on any registered backbone (``--arch``); running it again on the same ``--out`` resumes
 (raise ``--epochs`` to go further), from any directory and after the run folder or a ``folder:``
 data set moved: the checkpoint's pixel fingerprint, not the typed paths, says whether the data is the
-same. It writes ``run.json`` (the settings, so ``probe`` can rebuild
+same. Started by ``torchrun --nproc_per_node N -m dctutor train ...`` it shares every epoch between
+N processes (:mod:`dctutor.distributed`), and a run resumes with any number of them. It writes ``run.json`` (the settings, so ``probe`` can rebuild
 the data) and ``history.csv``/``history.json`` after every epoch (:mod:`dctutor.runs`). ``probe``
 prints the linear probe per layer and the kNN accuracy beside a random-init twin (Sec. 4.3),
 saving ``probe.json``; it refuses to score on the images the run trained on. ``transfer`` trains
@@ -27,6 +28,7 @@ import torch
 
 from .data import DATASETS, load_dataset
 from .deepcluster import DeepClusterConfig, train_deepcluster
+from .distributed import from_environment
 from .evaluate import MIN_STEPS, compare_with_random, random_like
 from .models import BACKBONES, small_input_for
 from .runs import (CHECKPOINT, SETTINGS, format_history, load_checkpoint, load_model, model_from_state, read_json,
@@ -35,7 +37,7 @@ from .transfer import CROPS, MODES, compare_transfer
 from .voc import VOC_CLASSES, VOCClassification
 
 # Options that may change when a run is resumed: they do not change what is computed.
-_RESUMABLE = ("epochs", "device", "no_progress", "download")
+_RESUMABLE = ("epochs", "device", "no_progress", "download", "world_size")
 # Where things are, not what they are: a run resumes from any working directory, after its folder or
 # its data moved. Whether the images are the same is decided by the pixels' fingerprint that the
 # checkpoint holds (train_deepcluster refuses other images), never by how a path was typed.
@@ -106,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", type=_dataset_name, default="shapes", help=f"one of {', '.join(DATASETS)}")
     train.add_argument("--split", default="train", help="split to train on (stl10: train or unlabeled)")
     train.add_argument("--n", "--n-images", dest="n", type=_count(2), default=None,
-                       help="number of images (default: all; shapes: 2000)")
+                       help="number of images (default: all; shapes: 2000); under torchrun spell it --n-images")
     train.add_argument("--image-size", type=_count(8), default=None, help="resize to this many pixels")
     train.add_argument("--data-root", default="data", help="where cifar10/stl10 live or are downloaded to")
     train.add_argument("--download", action="store_true", help="let torchvision download cifar10/stl10")
@@ -215,6 +217,7 @@ def _absolute(settings: dict) -> dict:
 
 
 def train(args: argparse.Namespace) -> int:
+    group = from_environment()  # torchrun's processes, or this one alone
     out = Path(args.out)
     before = _saved_settings(out)
     # Results depend on the thread count (float sums are ordered per thread), so a run keeps its own:
@@ -224,6 +227,7 @@ def train(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
     settings = _absolute({key: value for key, value in vars(args).items() if key != "command"})
     settings["threads"] = torch.get_num_threads()
+    settings["world_size"] = group.world_size
     if before is not None:
         # A run.json older than the thread rule does not say; the run keeps today's count.
         defaults = vars(_parser().parse_args(["train", "--out", str(out)])) | {"threads": settings["threads"]}
@@ -244,7 +248,9 @@ def train(args: argparse.Namespace) -> int:
               f"{row['time_train']:.1f} s train)", flush=True)
 
     run = train_deepcluster(model, dataset, config, out_dir=out, device=args.device,
-                            progress=not args.no_progress, on_epoch_end=log)
+                            progress=not args.no_progress and group.is_main, on_epoch_end=log, group=group)
+    if not group.is_main:  # rank 0 writes the files and prints the table
+        return 0
     write_history(run.history, out)
     if run.history:  # a resume with nothing left to train still records the data's new place
         write_json(out / SETTINGS, settings)

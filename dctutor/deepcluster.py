@@ -60,6 +60,7 @@ from .clustering import BACKENDS, kmeans, preprocess
 from .augment import BatchAugment, augment_batch
 from .data import ImageDataset
 from .device import pick_device
+from .distributed import SINGLE, Group, average_buffers, barrier, broadcast, gather_rows, mean, shard
 from .features import extract_features
 from .metrics import cluster_stats, nmi
 from .models import Backbone, check_backbone
@@ -200,10 +201,13 @@ def _check_resume(state: dict, config: DeepClusterConfig, model: Backbone, data:
         raise ValueError(f"{path} was trained on other images; use a new out_dir or the same data")
 
 
-def _batches(dataset: ImageDataset, labels: np.ndarray, config: DeepClusterConfig, epoch: int):
+def _batches(dataset: ImageDataset, labels: np.ndarray, config: DeepClusterConfig, epoch: int,
+             group: Group = SINGLE):
     """Mini-batches (augmented images, pseudo-labels) for one epoch, straight from the in-memory
     uint8 tensor: uniform over clusters (Sec. 3.3) or plain shuffling. Each batch is cropped,
-    flipped and normalised in one operation where the pixels live (:class:`BatchAugment`)."""
+    flipped and normalised in one operation where the pixels live (:class:`BatchAugment`). Every
+    rank of a distributed run draws the same order and keeps every ``world_size``-th image of each
+    global batch, so that together the ranks train on exactly the single-process batches."""
     gen = _generator(config.seed, epoch, _SAMPLING)
     n_draws = config.train_passes * len(labels)
     if config.uniform_sampling:
@@ -218,9 +222,12 @@ def _batches(dataset: ImageDataset, labels: np.ndarray, config: DeepClusterConfi
     order, boxes, flips = order.to(device), boxes.to(device), flips.to(device)
     targets = torch.from_numpy(labels).to(device)[order]
     for start in range(0, len(order), config.batch_size):
-        batch = slice(start, start + config.batch_size)
-        if len(order[batch]) < 2:  # BatchNorm cannot train on a single image; one image of the pass is dropped
+        stop = min(start + config.batch_size, len(order))
+        # BatchNorm cannot train on a single image, so a tail too short to give every rank two is
+        # dropped; every rank decides alike, so all of them take the same number of steps.
+        if stop - start < 2 * group.world_size:
             continue
+        batch = slice(start + group.rank, stop, group.world_size)
         yield augment_batch(dataset.images[order[batch]], boxes[batch], flips[batch], augment.size), targets[batch]
 
 
@@ -229,24 +236,27 @@ def _autocast(config: DeepClusterConfig, device: torch.device):
 
 
 def _train_epoch(model: Backbone, dataset: ImageDataset, labels: np.ndarray, optimizer, config, epoch: int,
-                 device: torch.device, progress: bool, new_top_layer: bool = True) -> float:
+                 device: torch.device, progress: bool, new_top_layer: bool = True, group: Group = SINGLE) -> float:
     if new_top_layer:  # False once clustering has halted: the labels, and so the top layer, stay meaningful
         model.top_layer = model.new_top_layer(config.k, _generator(config.seed, epoch, _TOP_LAYER)).to(device)
     # The top layer is trained without momentum, as in the reference code: it starts afresh with each clustering.
     top_opt = torch.optim.SGD(model.top_layer.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
+    # A new wrapper each epoch: the top layer, one of the modules whose gradients it averages, is new.
+    net = (nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+           if group.distributed else model)
     # Summed on the device: reading the loss back after every step would make the GPU wait for Python.
     total, count = torch.zeros((), dtype=torch.float64, device=device), 0
     torch.manual_seed(epoch_seed(config.seed, epoch, _DROPOUT))
     memory = torch.channels_last if config.channels_last else torch.contiguous_format
     n_batches = math.ceil(config.train_passes * len(labels) / config.batch_size)
-    for x, y in tqdm(_batches(dataset, labels, config, epoch), total=n_batches, desc=f"train {epoch}",
+    for x, y in tqdm(_batches(dataset, labels, config, epoch, group), total=n_batches, desc=f"train {epoch}",
                      disable=not progress, leave=False):
         x = x.to(device, non_blocking=True).contiguous(memory_format=memory)
         y = y.to(device, non_blocking=True)
         with _autocast(config, device):
-            loss = loss_fn(model(x), y)
+            loss = loss_fn(net(x), y)
         optimizer.zero_grad(set_to_none=True)
         top_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -254,7 +264,8 @@ def _train_epoch(model: Backbone, dataset: ImageDataset, labels: np.ndarray, opt
         top_opt.step()
         total += loss.detach().double() * len(y)
         count += len(y)
-    return float(total) / max(count, 1)
+    average_buffers(model, group)
+    return mean(float(total) / max(count, 1), group, device)
 
 
 def check_diverged(model: Backbone, loss: float, k: int, epoch: int, lr: float) -> None:
@@ -272,8 +283,8 @@ def check_diverged(model: Backbone, loss: float, k: int, epoch: int, lr: float) 
 
 def train_deepcluster(model: Backbone, dataset: ImageDataset, config: DeepClusterConfig, *,
                       out_dir: str | Path | None = None, device: str | torch.device | None = None,
-                      progress: bool = True,
-                      on_epoch_end: Callable[[list[dict]], None] | None = None) -> DeepClusterRun:
+                      progress: bool = True, on_epoch_end: Callable[[list[dict]], None] | None = None,
+                      group: Group | None = None) -> DeepClusterRun:
     """Train ``model`` (any :class:`dctutor.models.Backbone`) on ``dataset`` with DeepCluster for
     ``config.epochs`` epochs (Sec. 3).
 
@@ -283,14 +294,22 @@ def train_deepcluster(model: Backbone, dataset: ImageDataset, config: DeepCluste
     ``on_epoch_end(history)`` is called after each checkpoint with the history so far (the CLI
     writes it; the tests raise in it to simulate a crash). torch's global random state is the same
     after the call as before it.
+
+    ``group`` (:func:`dctutor.distributed.from_environment`) shares the epoch between the processes
+    torchrun started (:mod:`dctutor.distributed` says how); every rank passes the same arguments,
+    and only rank 0 writes ``out_dir`` and calls ``on_epoch_end``.
     """
+    group = SINGLE if group is None else group
     out = _validate(model, dataset, config, out_dir)
+    if config.batch_size < 2 * group.world_size:
+        raise ValueError(f"batch_size={config.batch_size} is the global batch over {group.world_size} processes; "
+                         f"each needs at least 2 images for BatchNorm: use batch_size >= {2 * group.world_size}")
     dev = pick_device(device)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        return _train(model, dataset, config, out, dev, progress, on_epoch_end)
+        return _train(model, dataset, config, out, dev, progress, on_epoch_end, group)
 
 
-def _train(model, dataset, config, out, dev, progress, on_epoch_end) -> DeepClusterRun:
+def _train(model, dataset, config, out, dev, progress, on_epoch_end, group) -> DeepClusterRun:
     data_id = {"n": len(dataset), "hash": _fingerprint(dataset)}
     model.to(dev, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
     if dev.type == "cuda":  # keep the uint8 pixels resident on the GPU: no data loader in the way
@@ -320,29 +339,31 @@ def _train(model, dataset, config, out, dev, progress, on_epoch_end) -> DeepClus
         history = [{key: row.get(key, [] if key == "sizes" else float("nan")) for key in HISTORY_COLUMNS}
                    for row in state["history"]]
         start_epoch, labels = state["epoch"] + 1, state["labels"].numpy()
-    elif out is not None:
+    elif out is not None and group.is_main:
         out.mkdir(parents=True, exist_ok=True)
     for epoch in range(start_epoch, config.epochs):
         if labels is not None and config.halt_clustering_after is not None and epoch >= config.halt_clustering_after:
-            _train_halted(model, dataset, labels, optimizer, config, epoch, dev, progress, history)
+            _train_halted(model, dataset, labels, optimizer, config, epoch, dev, progress, history, group)
         else:
             labels = _train_clustered(model, dataset, labels, optimizer, config, epoch, dev, progress, history,
-                                      truth, has_labels)
+                                      truth, has_labels, group)
         labels_per_epoch.append(labels)
-        if ckpt is not None:
+        if ckpt is not None and group.is_main:
             save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                                    "history": history, "labels": torch.from_numpy(labels), "config": asdict(config),
                                    "arch": model.arch, "data": data_id})
-        if on_epoch_end is not None:
+        if on_epoch_end is not None and group.is_main:
             on_epoch_end(history)
+        barrier(group)  # the others wait for rank 0's checkpoint before the next epoch
     return DeepClusterRun(model=model, labels=labels, history=history, config=config, out_dir=out,
                           labels_per_epoch=labels_per_epoch)
 
 
-def _train_halted(model, dataset, labels, optimizer, config, epoch, dev, progress, history) -> None:
+def _train_halted(model, dataset, labels, optimizer, config, epoch, dev, progress, history, group) -> None:
     """One epoch after clustering has halted: train on the last pseudo-labels, top layer kept."""
     t0 = time.perf_counter()
-    loss = _train_epoch(model, dataset, labels, optimizer, config, epoch, dev, progress, new_top_layer=False)
+    loss = _train_epoch(model, dataset, labels, optimizer, config, epoch, dev, progress, new_top_layer=False,
+                        group=group)
     t1 = time.perf_counter()
     check_diverged(model, loss, config.k, epoch, config.lr)
     row = history[-1] | {"epoch": epoch, "loss": loss, "nmi_prev": 1.0, "spread": float("nan"),
@@ -351,12 +372,14 @@ def _train_halted(model, dataset, labels, optimizer, config, epoch, dev, progres
 
 
 def _train_clustered(model, dataset, labels, optimizer, config, epoch, dev, progress, history, truth,
-                     has_labels) -> np.ndarray:
+                     has_labels, group) -> np.ndarray:
     """One epoch of the paper's loop: extract, cluster, train on the new pseudo-labels."""
     t0 = time.perf_counter()
+    mine = dataset.subset(np.asarray(shard(len(dataset), group))) if group.distributed else dataset
     with _autocast(config, dev):
-        feats = extract_features(model, dataset, batch_size=config.batch_size, device=dev, progress=progress,
+        feats = extract_features(model, mine, batch_size=config.batch_size, device=dev, progress=progress,
                                  as_numpy=False)
+    feats = gather_rows(feats, len(dataset), group)
     if not bool(torch.isfinite(feats).all()):
         raise FloatingPointError(f"epoch {epoch}: the features are no longer finite, so training diverged; "
                                  f"lower lr (now {config.lr}) and start again in a new out_dir")
@@ -367,14 +390,16 @@ def _train_clustered(model, dataset, labels, optimizer, config, epoch, dev, prog
     result = kmeans(preprocess(feats, config.pca_dim), config.k, n_iter=config.kmeans_iters,
                     seed=epoch_seed(config.seed, epoch, _KMEANS), backend=config.kmeans_backend, device=dev,
                     reassign_empty=config.reassign_empty)
+    # Rank 0's clustering is everyone's: k-means on GPUs may differ in the last bit between processes.
+    new = broadcast(torch.from_numpy(result.labels).to(dev), group).cpu().numpy()
     t2 = time.perf_counter()
-    loss = _train_epoch(model, dataset, result.labels, optimizer, config, epoch, dev, progress)
+    loss = _train_epoch(model, dataset, new, optimizer, config, epoch, dev, progress, group=group)
     t3 = time.perf_counter()
     check_diverged(model, loss, config.k, epoch, config.lr)
     row = {"epoch": epoch, "loss": loss,
-           "nmi_labels": nmi(truth, result.labels) if has_labels else float("nan"),
-           "nmi_prev": nmi(labels, result.labels) if labels is not None else float("nan")}
-    row.update(cluster_stats(result.labels, config.k), spread=spread)
+           "nmi_labels": nmi(truth, new) if has_labels else float("nan"),
+           "nmi_prev": nmi(labels, new) if labels is not None else float("nan")}
+    row.update(cluster_stats(new, config.k), spread=spread)
     row.update(time_extract=t1 - t0, time_cluster=t2 - t1, time_train=t3 - t2)
     history.append({key: row[key] for key in HISTORY_COLUMNS})
-    return result.labels
+    return new
