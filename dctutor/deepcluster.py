@@ -300,6 +300,8 @@ def train_deepcluster(model: Backbone, dataset: ImageDataset, config: DeepCluste
     and only rank 0 writes ``out_dir`` and calls ``on_epoch_end``.
     """
     group = SINGLE if group is None else group
+    if not isinstance(group, Group):
+        raise TypeError(f"group must be a dctutor.distributed.Group (from_environment()), got {type(group).__name__}")
     out = _validate(model, dataset, config, out_dir)
     if config.batch_size < 2 * group.world_size:
         raise ValueError(f"batch_size={config.batch_size} is the global batch over {group.world_size} processes; "

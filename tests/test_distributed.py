@@ -122,3 +122,10 @@ def test_every_train_option_but_the_short_n_passes_torchruns_parser():
             refused.append(option)
     # --n abbreviates torchrun's --nnodes and --nproc-per-node; --n-images is its spelling there.
     assert refused == ["--n"]
+
+
+def test_a_group_that_is_not_a_group_is_named():
+    model = alexnet(6, small_input=True, width=0.125, fc_dim=64, seed=0)
+    with pytest.raises(TypeError, match="group must be a dctutor.distributed.Group"):
+        train_deepcluster(model, load_dataset("shapes", n=96, seed=1), DeepClusterConfig(**CONFIG), device="cpu",
+                          progress=False, group=2)
