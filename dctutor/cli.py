@@ -361,6 +361,13 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         parser.exit(2, f"dctutor {args.command}: error: {err.strerror or err} ({err.filename or 'output folder'}); "
                        f"check the path exists, is writable and has free space\n")
+    except torch.cuda.OutOfMemoryError:
+        parser.exit(2, f"dctutor {args.command}: error: the device ran out of memory; lower --batch-size (or "
+                       f"--width, --n-images), and run the same command again to resume\n")
+    except RuntimeError as err:  # torch's own errors: one line, with what is known
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        parser.exit(2, f"dctutor {args.command}: error: {first}; run the same command again to resume, and "
+                       f"report it with the command line if it repeats\n")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

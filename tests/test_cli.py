@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from dctutor.cli import main
 from dctutor.deepcluster import HISTORY_COLUMNS
@@ -292,3 +293,18 @@ def test_run_json_with_missing_or_wrong_fields_is_one_line(tmp_path, capsys):
             main(["probe", "--run", str(out), "--test-n", "20"])
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("error, message", [
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), "ran out of memory; lower --batch-size"),
+    (RuntimeError("cuDNN error: CUDNN_STATUS_INTERNAL_ERROR\nlong details"), "cuDNN error: CUDNN_STATUS_INTERNAL_ERROR;"),
+])
+def test_torch_runtime_errors_are_one_line(tmp_path, capsys, monkeypatch, error, message):
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr("dctutor.cli.train_deepcluster", fail)
+    with pytest.raises(SystemExit) as code:
+        main(["train", "--out", str(tmp_path / "run"), *TINY])
+    err = capsys.readouterr().err
+    assert code.value.code == 2 and message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
