@@ -60,7 +60,7 @@ from .clustering import BACKENDS, kmeans, preprocess
 from .augment import BatchAugment, augment_batch
 from .data import ImageDataset
 from .device import pick_device
-from .distributed import SINGLE, Group, average_buffers, barrier, broadcast, gather_rows, mean, shard
+from .distributed import SINGLE, Group, average_buffers, barrier, broadcast, gather_rows, mean_over_ranks, shard
 from .features import extract_features
 from .metrics import cluster_stats, nmi
 from .models import Backbone, check_backbone
@@ -265,7 +265,7 @@ def _train_epoch(model: Backbone, dataset: ImageDataset, labels: np.ndarray, opt
         total += loss.detach().double() * len(y)
         count += len(y)
     average_buffers(model, group)
-    return mean(float(total) / max(count, 1), group, device)
+    return mean_over_ranks(float(total) / max(count, 1), group, device)
 
 
 def check_diverged(model: Backbone, loss: float, k: int, epoch: int, lr: float) -> None:
@@ -377,7 +377,9 @@ def _train_clustered(model, dataset, labels, optimizer, config, epoch, dev, prog
                      has_labels, group) -> np.ndarray:
     """One epoch of the paper's loop: extract, cluster, train on the new pseudo-labels."""
     t0 = time.perf_counter()
-    mine = dataset.subset(np.asarray(shard(len(dataset), group))) if group.distributed else dataset
+    part = shard(len(dataset), group)  # a contiguous range: a view of the pixels, not a copy
+    mine = ImageDataset(dataset.images[part.start:part.stop], dataset.targets[part.start:part.stop],
+                        dataset.classes, dataset.name)
     with _autocast(config, dev):
         feats = extract_features(model, mine, batch_size=config.batch_size, device=dev, progress=progress,
                                  as_numpy=False)

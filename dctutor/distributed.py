@@ -88,7 +88,7 @@ def broadcast(tensor: torch.Tensor, group: Group) -> torch.Tensor:
     return tensor
 
 
-def mean(value: float, group: Group, device: torch.device) -> float:
+def mean_over_ranks(value: float, group: Group, device: torch.device) -> float:
     """The mean of ``value`` over the ranks."""
     if not group.distributed:
         return value
