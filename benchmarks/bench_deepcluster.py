@@ -58,6 +58,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--rgb", action="store_true", help="no Sobel layer")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the network and the loop (the data subset keeps 0)")
     ap.add_argument("--crop-scale", type=float, default=0.3, help="smallest crop area (reference code: 0.08)")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     ap.add_argument("--channels-last", action="store_true")
@@ -73,10 +74,10 @@ def main() -> None:
     root = data_folder(args.data)
     train = load_dataset(f"folder:{root}", "train", n=args.n, seed=0)
     test = load_dataset(f"folder:{root}", "test", n=args.n_test, seed=0)
-    config = DeepClusterConfig(k=args.k, epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, seed=0,
+    config = DeepClusterConfig(k=args.k, epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                                crop_scale=args.crop_scale, precision=args.precision,
                                channels_last=args.channels_last)
-    model = alexnet(args.k, sobel=not args.rgb, small_input=True, width=args.width, seed=0)
+    model = alexnet(args.k, sobel=not args.rgb, small_input=True, width=args.width, seed=args.seed)
     start, history = time.perf_counter(), []
 
     def stop_when_out_of_time(so_far: list[dict]) -> None:
