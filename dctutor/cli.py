@@ -37,7 +37,7 @@ from .transfer import CROPS, MODES, compare_transfer
 from .voc import VOC_CLASSES, VOCClassification
 
 # Options that may change when a run is resumed: they do not change what is computed.
-_RESUMABLE = ("epochs", "device", "no_progress", "download", "world_size")
+_RESUMABLE = ("epochs", "device", "no_progress", "download", "world_size", "stream", "workers")
 # Where things are, not what they are: a run resumes from any working directory, after its folder or
 # its data moved. Whether the images are the same is decided by the pixels' fingerprint that the
 # checkpoint holds (train_deepcluster refuses other images), never by how a path was typed.
@@ -112,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--image-size", type=_count(8), default=None, help="resize to this many pixels")
     train.add_argument("--data-root", default="data", help="where cifar10/stl10 live or are downloaded to")
     train.add_argument("--download", action="store_true", help="let torchvision download cifar10/stl10")
+    train.add_argument("--stream", action="store_true",
+                       help="folder: data only; decode each batch from disk (data larger than memory)")
+    train.add_argument("--workers", type=_count(0), default=2, help="decoding processes with --stream (default 2)")
     train.add_argument("--out", type=_folder, required=True, help="output folder: checkpoint, history.csv/json")
     train.add_argument("--arch", choices=list(BACKBONES), default="alexnet", help="backbone (default alexnet)")
     train.add_argument("--width", type=_number(True), default=0.5, help="AlexNet channel multiplier (1.0 = paper)")
@@ -168,7 +171,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load(settings: dict, split: str, n: int | None):
     return load_dataset(settings["dataset"], split, n=n, image_size=settings["image_size"], seed=settings["seed"],
-                        root=settings["data_root"], download=settings["download"])
+                        root=settings["data_root"], download=settings["download"],
+                        stream=settings.get("stream", False), workers=settings.get("workers", 2))
 
 
 def _model(settings: dict, image_size: int):

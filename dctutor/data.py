@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,7 +18,9 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from .shapes import SHAPE_CLASSES, make_shapes
-from .validation import check_int
+if TYPE_CHECKING:
+    from .stream import FolderImages
+from .validation import check_bool, check_int
 
 DATASETS = {
     "shapes": "10 procedural shapes in random colours on cluttered backgrounds (offline, any size)",
@@ -39,7 +42,7 @@ class ImageDataset(Dataset):
     uint8 image to the network's input; by default :func:`eval_transform`.
     """
 
-    def __init__(self, images: torch.Tensor, targets: torch.Tensor, classes: list[str], name: str,
+    def __init__(self, images: torch.Tensor | FolderImages, targets: torch.Tensor, classes: list[str], name: str,
                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
@@ -73,24 +76,17 @@ def eval_transform() -> v2.Compose:
     return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)])
 
 
-def train_transform(size: int) -> v2.Compose:
-    """Random crops of random size and aspect ratio and horizontal flips (paper Sec. 3.4)."""
-    return v2.Compose([
-        v2.RandomResizedCrop(size, scale=(0.3, 1.0), antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(MEAN, STD),
-    ])
-
-
 def load_dataset(name: str, split: str = "train", *, n: int | None = None, image_size: int | None = None,
-                 seed: int = 0, root: str | Path = "data", download: bool = False) -> ImageDataset:
+                 seed: int = 0, root: str | Path = "data", download: bool = False, stream: bool = False,
+                 workers: int = 2) -> ImageDataset:
     """Load data set ``name`` (see ``DATASETS``) as an :class:`ImageDataset`.
 
     ``n`` keeps a random subset of that many images (drawn with ``seed``; for ``shapes`` it is
     the number generated), ``image_size`` resizes to a square side in pixels (defaults: 32, and
     96 for STL-10). Real data sets live under ``root``; ``download=True`` lets torchvision fetch
     them, otherwise a missing one raises ``FileNotFoundError`` that says where to put it.
+    ``stream=True`` (``folder:`` data sets only) leaves the images on disk, to be decoded batch
+    by batch by ``workers`` processes (:mod:`dctutor.stream`): for trees larger than memory.
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a string, one of {list(DATASETS)}; got {type(name).__name__}")
@@ -101,6 +97,10 @@ def load_dataset(name: str, split: str = "train", *, n: int | None = None, image
         raise ValueError("name='folder:' needs a path, e.g. 'folder:/data/cifar10-jpeg'")
     if n is not None:
         check_int(n, "n", 1, "n=2000 (or None for all images)")
+    check_bool(stream, "stream")
+    if stream and kind != "folder":
+        raise ValueError(f"stream=True reads a 'folder:<path>' tree; {name} is held in memory, so drop stream "
+                         f"(or point at an ImageFolder copy of it)")
     size = _DEFAULT_SIZE[kind] if image_size is None else check_int(image_size, "image_size", 8, "image_size=32",
                                                                        high=512)
     if kind == "shapes":
@@ -119,8 +119,12 @@ def load_dataset(name: str, split: str = "train", *, n: int | None = None, image
         # Pick the subset before decoding: a 20 000-image subset of a large tree decodes only those files.
         keep = _subset(len(tree.samples), n, seed, name)
         samples = tree.samples if keep is None else [tree.samples[i] for i in keep]
-        images = decode_images([file for file, _ in samples], size, desc=f"decoding {split}")
         labels = torch.tensor([target for _, target in samples])
+        if stream:
+            from .stream import FolderImages
+            return ImageDataset(FolderImages([file for file, _ in samples], size, workers), labels,
+                                list(tree.classes), name)
+        images = decode_images([file for file, _ in samples], size, desc=f"decoding {split}")
         return _finish(images, labels, list(tree.classes), name, None, size, seed)
     return _finish(images, labels, classes, name, n, size, seed)
 

@@ -45,7 +45,6 @@ pins the random state, and a run resumed from a checkpoint replays exactly what 
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -67,6 +66,7 @@ from .models import Backbone, check_backbone
 from .progress import tqdm
 from .runs import CHECKPOINT, check_resumable, load_checkpoint, save_checkpoint
 from .sampling import UniformLabelSampler
+from .stream import batches, pixel_hash
 from .validation import check_bool, check_choice, check_float, check_int
 
 HISTORY_COLUMNS = ("epoch", "loss", "nmi_labels", "nmi_prev", "n_empty", "size_min", "size_max", "largest",
@@ -159,11 +159,6 @@ def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(epoch_seed(seed, epoch, stream))
 
 
-def _fingerprint(dataset: ImageDataset) -> str:
-    """A hash of the pixels, so a checkpoint is never resumed on other images (computed once per run)."""
-    return hashlib.sha1(dataset.images.cpu().numpy().tobytes()).hexdigest()[:16]
-
-
 def _validate(model: Backbone, dataset: ImageDataset, config: DeepClusterConfig, out_dir) -> Path | None:
     check_backbone(model)
     if not isinstance(dataset, ImageDataset):
@@ -202,12 +197,14 @@ def _check_resume(state: dict, config: DeepClusterConfig, model: Backbone, data:
 
 
 def _batches(dataset: ImageDataset, labels: np.ndarray, config: DeepClusterConfig, epoch: int,
-             group: Group = SINGLE):
-    """Mini-batches (augmented images, pseudo-labels) for one epoch, straight from the in-memory
-    uint8 tensor: uniform over clusters (Sec. 3.3) or plain shuffling. Each batch is cropped,
-    flipped and normalised in one operation where the pixels live (:class:`BatchAugment`). Every
-    rank of a distributed run draws the same order and keeps every ``world_size``-th image of each
-    global batch, so that together the ranks train on exactly the single-process batches."""
+             group: Group = SINGLE, device: torch.device | None = None):
+    """Mini-batches (augmented images, pseudo-labels) for one epoch: uniform over clusters
+    (Sec. 3.3) or plain shuffling. The pixels come from the in-memory uint8 tensor, or from the
+    workers that decode a streamed folder (:func:`dctutor.stream.batches`); each batch is cropped,
+    flipped and normalised in one operation on ``device`` (default: where the pixels live) by
+    :class:`BatchAugment`. Every rank of a distributed run draws the same order and keeps every
+    ``world_size``-th image of each global batch, so that together the ranks train on exactly the
+    single-process batches."""
     gen = _generator(config.seed, epoch, _SAMPLING)
     n_draws = config.train_passes * len(labels)
     if config.uniform_sampling:
@@ -218,17 +215,18 @@ def _batches(dataset: ImageDataset, labels: np.ndarray, config: DeepClusterConfi
     boxes, flips = augment.draw(len(order), dataset.image_size, dataset.image_size,
                                 _generator(config.seed, epoch, _CROPS))
     # One copy per epoch: per-step copies from host memory would make every step wait for the device.
-    device = dataset.images.device
+    device = dataset.images.device if device is None else device
     order, boxes, flips = order.to(device), boxes.to(device), flips.to(device)
     targets = torch.from_numpy(labels).to(device)[order]
-    for start in range(0, len(order), config.batch_size):
-        stop = min(start + config.batch_size, len(order))
-        # BatchNorm cannot train on a single image, so a tail too short to give every rank two is
-        # dropped; every rank decides alike, so all of them take the same number of steps.
-        if stop - start < 2 * group.world_size:
-            continue
-        batch = slice(start + group.rank, stop, group.world_size)
-        yield augment_batch(dataset.images[order[batch]], boxes[batch], flips[batch], augment.size), targets[batch]
+    # BatchNorm cannot train on a single image, so a tail too short to give every rank two is
+    # dropped; every rank decides alike, so all of them take the same number of steps.
+    spans = [slice(start + group.rank, min(start + config.batch_size, len(order)), group.world_size)
+             for start in range(0, len(order), config.batch_size)
+             if min(start + config.batch_size, len(order)) - start >= 2 * group.world_size]
+    pixels = batches(dataset.images, [order[span] for span in spans], pin_memory=device.type == "cuda")
+    for span, chunk in zip(spans, pixels):
+        yield augment_batch(chunk.to(device, non_blocking=True), boxes[span], flips[span], augment.size), \
+            targets[span]
 
 
 def _autocast(config: DeepClusterConfig, device: torch.device):
@@ -251,7 +249,7 @@ def _train_epoch(model: Backbone, dataset: ImageDataset, labels: np.ndarray, opt
     torch.manual_seed(epoch_seed(config.seed, epoch, _DROPOUT))
     memory = torch.channels_last if config.channels_last else torch.contiguous_format
     n_batches = math.ceil(config.train_passes * len(labels) / config.batch_size)
-    for x, y in tqdm(_batches(dataset, labels, config, epoch, group), total=n_batches, desc=f"train {epoch}",
+    for x, y in tqdm(_batches(dataset, labels, config, epoch, group, device), total=n_batches, desc=f"train {epoch}",
                      disable=not progress, leave=False):
         x = x.to(device, non_blocking=True).contiguous(memory_format=memory)
         y = y.to(device, non_blocking=True)
@@ -312,9 +310,10 @@ def train_deepcluster(model: Backbone, dataset: ImageDataset, config: DeepCluste
 
 
 def _train(model, dataset, config, out, dev, progress, on_epoch_end, group) -> DeepClusterRun:
-    data_id = {"n": len(dataset), "hash": _fingerprint(dataset)}
+    # A hash of the pixels, so a checkpoint is never resumed on other images (computed once per run).
+    data_id = {"n": len(dataset), "hash": pixel_hash(dataset.images)}
     model.to(dev, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
-    if dev.type == "cuda":  # keep the uint8 pixels resident on the GPU: no data loader in the way
+    if dev.type == "cuda" and isinstance(dataset.images, torch.Tensor):  # resident pixels: no loader in the way
         dataset = ImageDataset(dataset.images.to(dev), dataset.targets, dataset.classes, dataset.name)
     body_params = [p for name, p in model.named_parameters() if not name.startswith("top_layer.")]
     optimizer = torch.optim.SGD(body_params, lr=config.lr, momentum=config.momentum,

@@ -17,6 +17,7 @@ from .data import ImageDataset, eval_transform
 from .device import pick_device
 from .models import Backbone, check_backbone
 from .progress import tqdm
+from .stream import batches
 from .validation import check_int
 
 
@@ -36,8 +37,10 @@ def _run(model: Backbone, dataset: ImageDataset, forward: Callable[[torch.Tensor
     to_input = eval_transform()
     chunks: dict[str, list[torch.Tensor]] = {}
     try:
-        for start in tqdm(range(0, len(dataset), batch_size), desc=desc, disable=not progress, leave=False):
-            outputs = forward(to_input(dataset.images[start:start + batch_size].to(dev, non_blocking=True)))
+        spans = [slice(start, start + batch_size) for start in range(0, len(dataset), batch_size)]
+        pixels = batches(dataset.images, spans, pin_memory=dev.type == "cuda")
+        for chunk in tqdm(pixels, total=len(spans), desc=desc, disable=not progress, leave=False):
+            outputs = forward(to_input(chunk.to(dev, non_blocking=True)))
             for name, out in outputs.items():
                 out = out.flatten(1).float()
                 chunks.setdefault(name, []).append(out if on_device else out.cpu())

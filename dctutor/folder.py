@@ -57,17 +57,19 @@ def to_rgb8(img: Image.Image, file: str) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode_images(files: list[str], size: int, desc: str = "decoding") -> torch.Tensor:
-    """Decode ``files`` to a uint8 ``(n, 3, size, size)`` tensor, converted to RGB and resized.
+def decode_file(file: str, size: int) -> np.ndarray:
+    """One image file as a uint8 ``(size, size, 3)`` RGB array; a file that cannot be decoded raises
+    ``ValueError`` with its path, rather than a PIL traceback halfway through an epoch."""
+    try:
+        with Image.open(file) as img:
+            return np.asarray(to_rgb8(img, file).resize((size, size), Image.Resampling.BILINEAR))
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"cannot decode image {file!r} ({err}); remove or replace the file") from err
 
-    A file that cannot be decoded raises ``ValueError`` with its path, rather than a PIL traceback
-    halfway through an epoch.
-    """
+
+def decode_images(files: list[str], size: int, desc: str = "decoding", progress: bool = True) -> torch.Tensor:
+    """Decode ``files`` to a uint8 ``(n, 3, size, size)`` tensor, converted to RGB and resized."""
     images = np.empty((len(files), size, size, 3), dtype=np.uint8)
-    for i, file in enumerate(tqdm(files, desc=desc, leave=False)):
-        try:
-            with Image.open(file) as img:
-                images[i] = np.asarray(to_rgb8(img, file).resize((size, size), Image.Resampling.BILINEAR))
-        except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"cannot decode image {file!r} ({err}); remove or replace the file") from err
+    for i, file in enumerate(tqdm(files, desc=desc, leave=False, disable=not progress)):
+        images[i] = decode_file(file, size)
     return torch.from_numpy(images).permute(0, 3, 1, 2)

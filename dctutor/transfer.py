@@ -12,7 +12,10 @@ output layer and train it on the 2 500 images of VOC 2007 ``train`` (hyper-param
 The score is the mean over the 20 classes of the average precision (mAP, :mod:`dctutor.metrics`)
 of the class scores, averaged over several crops of each test image. A randomly initialised
 network trained the same way is the floor (the "Random" rows of Table 2). The book's protocol
-page lists where this departs from the paper's transfer recipe.
+page lists where this departs from the paper's transfer recipe; each departure is a setting of
+:func:`train_transfer` and :func:`predict` (``head_init``, ``train_batchnorm``, ``crop_scale``,
+``crop_ratio``, ``clip_grad``, ``random_crops``), so that ``benchmarks/bench_voc_protocol.py``
+can measure it.
 """
 from __future__ import annotations
 
@@ -27,44 +30,57 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
-from .data import MEAN, STD, train_transform
+from .augment import BatchAugment
+from .data import MEAN, STD
 from .device import pick_device
 from .metrics import average_precisions, mean_average_precision
 from .models import Backbone, check_backbone
 from .progress import tqdm
-from .validation import check_choice, check_float, check_int
+from .validation import check_bool, check_choice, check_float, check_int
 
 MODES = ("fc6-8", "all")
 # Learning rates that train within a few epochs on 2 500 images (chosen on the stand-in's val split):
 # the freshly initialised head needs a large step; fine-tuning every layer needs a smaller one.
 DEFAULT_LR = {"fc6-8": 0.1, "all": 0.05}
 CROPS = (1, 2, 10)
+HEAD_INITS = ("he", "reference")
+# eval_voc_classif.py's crops: square, 10-50 % of the image, for training and for its random test views.
+REFERENCE_CROPS = {"crop_scale": (0.1, 0.5), "crop_ratio": (1.0, 1.0)}
 
 
 def prepare_transfer(model: Backbone, mode: str, num_classes: int = 20, *, reinit_fc: bool = True,
-                     seed: int = 0) -> Backbone:
+                     head_init: str = "he", train_batchnorm: bool = False, seed: int = 0) -> Backbone:
     """A copy of ``model`` ready for transfer in ``mode`` (``"fc6-8"`` or ``"all"``).
 
     The top layer is replaced by a fresh ``feature_dim -> num_classes`` linear layer (weights
-    N(0, 0.01), bias 0). With ``reinit_fc`` (the default) the linear layers of the ``head`` start
-    afresh too (He initialisation), so that FC6-8 measures the convolutional features alone and
-    pretrained and random networks get the same head; pass False to keep the pretrained fc6/fc7.
-    In ``"fc6-8"`` every parameter outside the head and the top layer gets ``requires_grad=False``;
-    :func:`train_transfer` also keeps the body in eval mode so its BatchNorm statistics do not move.
-    The input ``model`` is never modified.
+    N(0, 0.01)). With ``reinit_fc`` (the default) the linear layers of the ``head`` start afresh
+    too, so that FC6-8 measures the convolutional features alone and pretrained and random
+    networks get the same head; pass False to keep the pretrained fc6/fc7. ``head_init="he"``
+    draws them with He's scale and zero biases (unit-scale outputs, so a few epochs train);
+    ``"reference"`` is what ``eval_voc_classif.py`` does: N(0, 0.01) and biases of 0.1, the top
+    layer's included. In ``"fc6-8"`` every parameter outside the head and the top layer gets
+    ``requires_grad=False``, except the BatchNorm scales and shifts when ``train_batchnorm``
+    (the reference's ``--train_batchnorm``, behind the paper's 72.0); :func:`train_transfer`
+    keeps the body in eval mode so its BatchNorm statistics never move. The input ``model`` is
+    never modified.
     """
     check_backbone(model)
     check_choice(mode, "mode", MODES)
+    check_choice(head_init, "head_init", HEAD_INITS)
     net = copy.deepcopy(model).cpu()
     gen = torch.Generator().manual_seed(seed)
     net.top_layer = net.new_top_layer(num_classes, gen)
-    if reinit_fc:
-        for linear in (m for m in net.head.modules() if isinstance(m, nn.Linear)):
-            with torch.no_grad():  # He initialisation: outputs of unit scale, so SGD moves at once
-                linear.weight.copy_(torch.randn(linear.weight.shape, generator=gen)
-                                    * math.sqrt(2.0 / linear.in_features))
-                linear.bias.zero_()
+    bias = 0.1 if head_init == "reference" else 0.0
+    with torch.no_grad():
+        net.top_layer.bias.fill_(bias)
+        for linear in (m for m in net.head.modules() if isinstance(m, nn.Linear) and reinit_fc):
+            std = 0.01 if head_init == "reference" else math.sqrt(2.0 / linear.in_features)
+            linear.weight.copy_(torch.randn(linear.weight.shape, generator=gen) * std)
+            linear.bias.fill_(bias)
     trained = {id(p) for p in [*net.head.parameters(), *net.top_layer.parameters()]}
+    if train_batchnorm:
+        trained |= {id(p) for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                    for p in m.parameters()}
     for p in net.parameters():
         p.requires_grad_(mode == "all" or id(p) in trained)
     return net
@@ -75,13 +91,6 @@ def masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) 
     "difficult"-only classes are 0 there and contribute nothing)."""
     loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="none") * mask
     return loss.sum() / mask.sum().clamp_min(1.0)
-
-
-def _augment(images: torch.Tensor) -> torch.Tensor:
-    """One random crop (30-100 % of the area) and flip per image, the training transform of the
-    DeepCluster loop; torch's RNG, seeded by the caller, draws them."""
-    augment = train_transform(images.shape[-1])
-    return torch.stack([augment(image) for image in images])
 
 
 def eval_views(images: torch.Tensor, n_crops: int, fraction: float = 0.875) -> list[torch.Tensor]:
@@ -100,16 +109,25 @@ def eval_views(images: torch.Tensor, n_crops: int, fraction: float = 0.875) -> l
 
 @torch.no_grad()
 def predict(model: Backbone, images: torch.Tensor, *, n_crops: int = 10, batch_size: int = 128,
+            random_crops: BatchAugment | None = None, seed: int = 0,
             device: str | torch.device | None = None) -> np.ndarray:
-    """Class probabilities (N, C) for uint8 ``images`` (N, 3, S, S), averaged over ``n_crops`` views
-    (1, 2 or 10: the usual ten-crop protocol of AlexNet evaluations), network in eval mode."""
-    check_choice(n_crops, "n_crops", CROPS)
+    """Class probabilities (N, C) for uint8 ``images`` (N, 3, S, S), averaged over ``n_crops`` views,
+    network in eval mode. The views are fixed (1, 2 or 10: the usual ten-crop protocol of AlexNet
+    evaluations) unless ``random_crops`` is given: then they are ``n_crops`` draws of that
+    augmentation, seeded by ``seed`` (``eval_voc_classif.py``'s default, ``--eval_random_crops 1``)."""
+    if random_crops is None:
+        check_choice(n_crops, "n_crops", CROPS)
+    else:
+        check_int(n_crops, "n_crops", 1, "n_crops=10")
     dev = pick_device(device)
+    gen = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval().to(dev)
     out = []
     for start in range(0, len(images), batch_size):
-        views = eval_views(images[start:start + batch_size], n_crops)
+        batch = images[start:start + batch_size]
+        views = (eval_views(batch, n_crops) if random_crops is None
+                 else (random_crops(batch.to(dev), gen) for _ in range(n_crops)))
         out.append(torch.stack([torch.sigmoid(model(v.to(dev))).float().cpu() for v in views]).mean(0))
     model.train(was_training)
     return torch.cat(out).numpy()
@@ -135,57 +153,81 @@ def _set_train_mode(model: Backbone, mode: str) -> None:
     model.top_layer.train()
 
 
+def _check_crops(scale, ratio) -> BatchAugment:
+    """The crop rule for ``crop_scale`` and ``crop_ratio``, each checked as an increasing pair."""
+    for name, value, high, example in (("crop_scale", scale, 1.0, "(0.3, 1.0)"),
+                                       ("crop_ratio", ratio, None, "(3/4, 4/3)")):
+        if not (isinstance(value, (tuple, list)) and len(value) == 2):
+            raise ValueError(f"{name} must be a pair (low, high), e.g. {name}={example}; got {value!r}")
+        check_float(value[0], f"{name}[0]", 0, f"{name}={example}", strict_low=True, high=high)
+        check_float(value[1], f"{name}[1]", value[0], f"{name}={example}", high=high)
+    return BatchAugment(1, scale=tuple(scale), ratio=tuple(ratio))
+
+
 def train_transfer(model: Backbone, dataset, mode: str, *, epochs: int = 30, lr: float | None = None,
                    batch_size: int = 64, weight_decay: float = 1e-6, momentum: float = 0.9, views: int = 4,
-                   reinit_fc: bool = True, seed: int = 0, device: str | torch.device | None = None,
+                   reinit_fc: bool = True, head_init: str = "he", train_batchnorm: bool = False,
+                   crop_scale: tuple[float, float] = (0.3, 1.0), crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                   clip_grad: float | None = None, seed: int = 0, device: str | torch.device | None = None,
                    progress: bool = True) -> TransferResult:
     """Train a copy of ``model`` on ``dataset`` (a :class:`dctutor.voc.VOCClassification`) in ``mode``.
 
-    The copy gets a new top layer (:func:`prepare_transfer`) and is trained with SGD (momentum,
-    weight decay, learning rate divided by 10 for the last third of the epochs) on the masked
-    binary cross-entropy, on random crops and flips of the training images. ``lr=None`` takes
-    :data:`DEFAULT_LR` for the mode.
+    The copy gets a new top layer (:func:`prepare_transfer`, which also reads ``reinit_fc``,
+    ``head_init`` and ``train_batchnorm``) and is trained with SGD (momentum, weight decay,
+    learning rate divided by 10 for the last third of the epochs) on the masked binary
+    cross-entropy, on random crops (area fraction in ``crop_scale``, aspect ratio in
+    ``crop_ratio``) and flips of the training images, made for a whole batch at once by
+    :class:`dctutor.augment.BatchAugment`. ``lr=None`` takes :data:`DEFAULT_LR` for the mode;
+    ``clip_grad`` clips the gradient norm as the reference code does (at 10).
 
     In ``"fc6-8"`` the frozen body is a fixed function, so its output is computed once for
     ``views`` random crops of every image and the head then trains on those cached features, each
     epoch drawing one of the views per image: the same training as recomputing the body, with a
-    finite set of ``views`` augmentations, and many times faster. ``"all"`` draws a new crop for
-    every image at every epoch. Everything random (new layers, order, crops, dropout) is seeded by
-    ``seed``; torch's global random state is left as it was. The input ``model`` is not changed.
+    finite set of ``views`` augmentations, and many times faster. ``"all"``, and ``"fc6-8"`` with
+    ``train_batchnorm``, draw a new crop for every image at every epoch. Everything random (new
+    layers, order, crops, dropout) is seeded by ``seed``; torch's global random state is left as it
+    was. The input ``model`` is not changed.
     """
     check_backbone(model)
     check_choice(mode, "mode", MODES)
     check_int(epochs, "epochs", 0, "epochs=30")
     check_int(batch_size, "batch_size", 2, "batch_size=64")
     check_int(views, "views", 1, "views=4")
+    check_choice(head_init, "head_init", HEAD_INITS)
+    check_bool(train_batchnorm, "train_batchnorm")
     if not all(hasattr(dataset, a) for a in ("images", "targets", "mask")):
         raise TypeError(f"dataset must be a dctutor.voc.VOCClassification (images, targets, mask), "
                         f"got {type(dataset).__name__}")
     lr = DEFAULT_LR[mode] if lr is None else check_float(lr, "lr", 0, "lr=0.05", strict_low=True, high=10)
     check_float(weight_decay, "weight_decay", 0, "weight_decay=1e-6", high=1)
     check_float(momentum, "momentum", 0, "momentum=0.9", high=1, strict_high=True)
+    if clip_grad is not None:
+        check_float(clip_grad, "clip_grad", 0, "clip_grad=10 or None", strict_low=True)
+    crops = _check_crops(crop_scale, crop_ratio)
     dev = pick_device(device)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed + 1)  # crops, flips, order and dropout
         return _train_transfer(model, dataset, mode, epochs, lr, batch_size, weight_decay, momentum, views,
-                               reinit_fc, seed, dev, progress)
+                               dict(reinit_fc=reinit_fc, head_init=head_init, train_batchnorm=train_batchnorm),
+                               crops, clip_grad, seed, dev, progress)
 
 
-def _train_transfer(model, dataset, mode, epochs, lr, batch_size, weight_decay, momentum, views, reinit_fc, seed,
-                    dev, progress) -> TransferResult:
-    net = prepare_transfer(model, mode, dataset.targets.shape[1], reinit_fc=reinit_fc, seed=seed).to(dev)
-    optimizer = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=lr, momentum=momentum,
-                                weight_decay=weight_decay)
+def _train_transfer(model, dataset, mode, epochs, lr, batch_size, weight_decay, momentum, views, head, crops,
+                    clip_grad, seed, dev, progress) -> TransferResult:
+    net = prepare_transfer(model, mode, dataset.targets.shape[1], seed=seed, **head).to(dev)
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     drop_at = max(1, round(epochs * 2 / 3))
     n = len(dataset.images)
+    augment = BatchAugment(dataset.images.shape[-1], scale=crops.scale, ratio=crops.ratio)
     targets, mask = dataset.targets.to(dev), dataset.mask.to(dev)
     losses = []
     t0 = time.perf_counter()
     cache = None
-    if mode == "fc6-8":
+    if mode == "fc6-8" and not head["train_batchnorm"]:
         net.eval()
         with torch.no_grad():
-            cache = torch.stack([torch.cat([net.forward_body(_augment(dataset.images[s:s + 256]).to(dev))
+            cache = torch.stack([torch.cat([net.forward_body(augment(dataset.images[s:s + 256].to(dev)))
                                             for s in range(0, n, 256)])
                                  for _ in tqdm(range(views), desc="body features", disable=not progress,
                                                leave=False)])
@@ -204,10 +246,12 @@ def _train_transfer(model, dataset, mode, epochs, lr, batch_size, weight_decay, 
             if cache is not None:
                 logits = net.top_layer(net.head(cache[view[idx].to(dev), idx.to(dev)]))
             else:
-                logits = net(_augment(dataset.images[idx]).to(dev))
+                logits = net(augment(dataset.images[idx].to(dev)))
             loss = masked_bce(logits, targets[idx.to(dev)], mask[idx.to(dev)])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if clip_grad is not None:
+                torch.nn.utils.clip_grad_norm_(params, clip_grad)
             optimizer.step()
             total += loss.item() * len(idx)
             count += len(idx)
@@ -228,23 +272,29 @@ def evaluate(model: Backbone, dataset, *, n_crops: int = 10, method: str = "skle
 
 
 def compare_transfer(networks: dict[str, Backbone], train, test, *, modes: tuple[str, ...] = MODES,
-                     epochs: dict[str, int] | None = None, n_crops: int = 10, views: int = 4, seed: int = 0,
-                     device: str | torch.device | None = None, progress: bool = True) -> list[dict]:
+                     epochs: dict[str, int] | None = None, n_crops: int = 10, random_test_crops: bool = False,
+                     views: int = 4, seed: int = 0, device: str | torch.device | None = None,
+                     progress: bool = True, **recipe) -> list[dict]:
     """Transfer every network of ``networks`` (name -> backbone) in every mode; one row per pair.
 
     Each row has ``init``, ``mode``, ``map`` (scikit-learn AP, the one comparable with the paper's
     Table 2), ``map_voc07`` (the devkit's 11-point AP, for reference), ``ap`` (per class),
     ``train_s`` and ``eval_s``. ``epochs`` maps a mode to its number of epochs (default 30 for
-    FC6-8, 5 for ALL).
+    FC6-8, 5 for ALL). ``recipe`` holds further settings of :func:`train_transfer` (``lr``,
+    ``head_init``, ``crop_scale``, ...); with ``random_test_crops`` the ``n_crops`` test views
+    are random draws of the training crops instead of the fixed ten-crop.
     """
     epochs = {"fc6-8": 30, "all": 5, **(epochs or {})}
+    crops = _check_crops(recipe.get("crop_scale", (0.3, 1.0)), recipe.get("crop_ratio", (3 / 4, 4 / 3)))
+    test_crops = BatchAugment(test.images.shape[-1], crops.scale, crops.ratio) if random_test_crops else None
     rows = []
     for name, net in networks.items():
         for mode in modes:
             result = train_transfer(net, train, mode, epochs=epochs[mode], views=views, seed=seed, device=device,
-                                    progress=progress)
+                                    progress=progress, **recipe)
             t0 = time.perf_counter()
-            scores = predict(result.model, test.images, n_crops=n_crops, device=device)
+            scores = predict(result.model, test.images, n_crops=n_crops, random_crops=test_crops, seed=seed,
+                             device=device)
             targets, mask = test.targets.numpy(), test.mask.numpy()
             aps = average_precisions(scores, targets, mask)
             rows.append({"init": name, "mode": mode, "map": float(np.nanmean(aps)),

@@ -130,3 +130,79 @@ def test_divergence_is_reported_with_advice(voc):
     train, _ = voc
     with pytest.raises(FloatingPointError, match="training diverged.*lower lr"):
         train_transfer(small_net(), train, "all", epochs=3, lr=10.0, batch_size=8, progress=False)
+
+
+# ---- the reference recipe's settings (protocol page, bench_voc_protocol.py) ----------------------
+
+def test_reference_head_init_is_small_weights_and_biases_of_a_tenth():
+    net = small_net()
+    he = prepare_transfer(net, "fc6-8")
+    ref = prepare_transfer(net, "fc6-8", head_init="reference")
+    fc6_he, fc6_ref = he.head.fc6[1], ref.head.fc6[1]
+    assert fc6_ref.weight.std().item() == pytest.approx(0.01, rel=0.1)
+    assert fc6_he.weight.std().item() == pytest.approx((2 / fc6_he.in_features) ** 0.5, rel=0.1)
+    assert torch.all(fc6_ref.bias == 0.1) and torch.all(ref.top_layer.bias == 0.1)
+    assert torch.all(fc6_he.bias == 0) and torch.all(he.top_layer.bias == 0)
+    with pytest.raises(ValueError, match="head_init"):
+        prepare_transfer(net, "fc6-8", head_init="xavier")
+
+
+def test_train_batchnorm_trains_bn_scales_but_never_their_statistics(voc):
+    train, _ = voc
+    net = small_net()
+    bn_params = {n for n, m in net.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    prepared = prepare_transfer(net, "fc6-8", train_batchnorm=True)
+    trainable = {n.rsplit(".", 1)[0] for n, p in prepared.named_parameters()
+                 if p.requires_grad and n.startswith("features.")}
+    assert trainable == bn_params and bn_params
+    assert not any(p.requires_grad for n, p in prepared.named_parameters()
+                   if n.startswith("features.") and n.rsplit(".", 1)[0] not in bn_params)
+    before = _conv_state(net)
+    tuned = train_transfer(net, train, "fc6-8", epochs=2, batch_size=8, train_batchnorm=True, progress=False).model
+    after = _conv_state(tuned)
+    moved = {k for k in before if not torch.equal(before[k], after[k].cpu())}
+    assert moved and all(k.rsplit(".", 1)[0] in bn_params and k.endswith(("weight", "bias")) for k in moved)
+
+
+def test_clip_grad_bounds_the_first_step(voc):
+    train, _ = voc
+    net = small_net()
+    # One epoch with momentum 0 and no decay: the first step moves the top layer by lr * its gradient.
+    kwargs = dict(epochs=1, batch_size=len(train), lr=1.0, momentum=0.0, weight_decay=0.0, views=1,
+                  progress=False)
+    free = train_transfer(net, train, "fc6-8", **kwargs).model
+    clipped = train_transfer(net, train, "fc6-8", clip_grad=1e-3, **kwargs).model
+    start = prepare_transfer(net, "fc6-8")
+    step = {name: [(a.cpu() - b).flatten() for a, b in zip(m.parameters(), start.parameters())
+                   if a.requires_grad] for name, m in (("free", free), ("clipped", clipped))}
+    norms = {name: torch.cat(v).norm().item() for name, v in step.items()}
+    assert norms["clipped"] == pytest.approx(1e-3, rel=1e-3) and norms["free"] > 10 * norms["clipped"]
+
+
+def test_training_crops_follow_crop_scale(voc, monkeypatch):
+    import dctutor.transfer as transfer
+    seen = []
+    real = transfer.BatchAugment
+
+    def spy(size, scale=(0.3, 1.0), ratio=(3 / 4, 4 / 3)):
+        seen.append((scale, ratio))
+        return real(size, scale=scale, ratio=ratio)
+    monkeypatch.setattr(transfer, "BatchAugment", spy)
+    train, _ = voc
+    train_transfer(small_net(), train, "fc6-8", epochs=1, views=1, batch_size=8, crop_scale=(0.1, 0.5),
+                   crop_ratio=(1.0, 1.0), progress=False)
+    assert seen[-1] == ((0.1, 0.5), (1.0, 1.0))
+    for bad in ((0.5,), (0.6, 0.2), "big"):
+        with pytest.raises(ValueError, match="crop_scale"):
+            train_transfer(small_net(), train, "fc6-8", epochs=1, crop_scale=bad, progress=False)
+
+
+def test_random_test_crops_are_seeded_and_differ_from_the_fixed_ten_crop(voc):
+    from dctutor.augment import BatchAugment
+    _, val = voc
+    net = prepare_transfer(small_net(), "all").eval()
+    crops = BatchAugment(32, scale=(0.1, 0.5), ratio=(1.0, 1.0))
+    a = predict(net, val.images, n_crops=3, random_crops=crops, seed=1)
+    assert np.array_equal(a, predict(net, val.images, n_crops=3, random_crops=crops, seed=1))
+    assert not np.allclose(a, predict(net, val.images, n_crops=3, random_crops=crops, seed=2))
+    assert not np.allclose(a, predict(net, val.images, n_crops=10))
