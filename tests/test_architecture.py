@@ -63,3 +63,16 @@ def test_benchmarks_and_chapters_rebuild_runs_through_the_package():
         text = path.read_text()
         assert "torch.load(" not in text, f"{path.name} loads a run by hand; use dctutor.runs.load_model"
         assert "image_size < 128" not in text, f"{path.name} repeats the small-input rule; use small_input_for"
+
+
+def test_no_merge_conflict_markers_in_tracked_files():
+    import subprocess
+
+    root = PACKAGE.parent
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    marker = re.compile(r"^(<{7}|={7}|>{7})( |$)", re.M)
+    found = [name for name in files if (root / name).is_file() and (root / name).suffix != ".png"
+             and marker.search((root / name).read_text(errors="ignore"))]
+    assert not found, f"merge conflict markers left in {found}"
