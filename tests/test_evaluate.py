@@ -91,3 +91,24 @@ def test_probes_need_labels(data, model):
     unlabelled.targets[:] = -1
     with pytest.raises(ValueError, match="unlabelled"):
         linear_probe(model, unlabelled, test)
+
+
+def test_reference_probe_learns_leaves_the_network_alone_and_is_seeded():
+    from dctutor.evaluate import reference_probe
+
+    train, test = load_dataset("shapes", n=300, seed=0), load_dataset("shapes", "test", n=200, seed=1)
+    net = alexnet(10, small_input=True, width=0.125, seed=0)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    torch.manual_seed(3)
+    expected = torch.rand(1)
+    torch.manual_seed(3)
+    rows = reference_probe(net, train, test, ["conv1", "conv5"], epochs=4, batch_size=64, target_dim=2048)
+    assert torch.equal(torch.rand(1), expected), "torch's global random state is left alone"
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert [r["layer"] for r in rows] == ["conv1", "conv5"]
+    assert all(512 < r["dim"] <= 2048 for r in rows)
+    assert min(r["accuracy"] for r in rows) > 0.2, "well above the 10 % of chance on shapes"
+    again = reference_probe(net, train, test, ["conv1", "conv5"], epochs=4, batch_size=64, target_dim=2048)
+    assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
+    with pytest.raises(ValueError, match="epochs"):
+        reference_probe(net, train, test, epochs=0)
