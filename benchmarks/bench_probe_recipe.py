@@ -18,7 +18,7 @@ import time
 from bench_deepcluster import data_folder
 from dctutor.data import load_dataset
 from dctutor.evaluate import linear_probe, random_like, reference_probe
-from dctutor.runs import load_model, write_json
+from dctutor.runs import describe_run, load_model, write_json
 
 
 def main() -> None:
@@ -55,7 +55,8 @@ def main() -> None:
         cells = [acc[init, recipe, layer] for recipe in ("book", "reference") for init in ("DeepCluster", "random")]
         print(f"| {layer} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
     print("\nseconds:", {k: {r: round(s) for r, s in v.items()} for k, v in seconds.items()})
-    write_json(args.json, {"args": vars(args) | {"data": "cifar10-jpeg"}, "rows": rows, "seconds": seconds})
+    write_json(args.json, {"args": vars(args) | {"data": "cifar10-jpeg", "run": describe_run(args.run)},
+                            "rows": rows, "seconds": seconds})
     print(f"saved {args.json}")
 
 

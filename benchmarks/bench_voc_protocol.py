@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 import tempfile
 import time
 
@@ -31,7 +32,7 @@ import numpy as np
 
 from bench_voc import voc_root
 from dctutor.evaluate import random_like
-from dctutor.runs import load_model, write_json
+from dctutor.runs import describe_run, load_model, write_json
 from dctutor.transfer import REFERENCE_CROPS, compare_transfer
 from dctutor.voc import VOCClassification
 
@@ -84,7 +85,8 @@ def main(argv: list[str]) -> int:
                  for init in ("DeepCluster", "Random")}
         print(f"| {name} | {mode.upper()} | {mine[0]['epochs']} | {score['DeepCluster']:.1f} | "
               f"{score['Random']:.1f} | {score['DeepCluster'] - score['Random']:+.1f} |")
-    write_json(args.json, {"args": vars(args) | {"run": args.run}, "arch": pretrained.arch, "rows": rows})
+    write_json(args.json, {"args": vars(args) | {"run": describe_run(args.run), "voc": Path(args.voc).name},
+                            "arch": pretrained.arch, "rows": rows})
     print(f"\nsaved {args.json}")
     return 0
 

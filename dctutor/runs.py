@@ -211,6 +211,21 @@ def model_from_state(state: dict) -> Backbone:
     return model.eval()
 
 
+def describe_run(run: str | Path) -> dict:
+    """The settings that made a ``dctutor train`` run's network, and the epochs its checkpoint holds:
+    what a benchmark built on the run records, so its numbers say which network they measured."""
+    run = Path(run)
+    settings = read_json(run / SETTINGS)
+    keys = ("dataset", "split", "n", "image_size", "arch", "width", "rgb", "k", "batch_size", "lr", "seed",
+            "crop_scale")
+    dataset = str(settings.get("dataset", ""))
+    return {key: settings.get(key) for key in keys} | {
+        # A folder is named by its last two parts: where it lived on the machine that ran says nothing.
+        "dataset": ("folder:" + "/".join(Path(dataset[len("folder:"):]).parts[-2:])
+                    if dataset.startswith("folder:") else dataset),
+        "epochs_done": int(load_checkpoint(run)["epoch"]) + 1}
+
+
 def save_model(path: str | Path, model: Backbone, **extra) -> Path:
     """Save ``model`` (weights and ``arch``) as ``path/checkpoint.pt``, with any JSON-like ``extra``
     entries (e.g. ``history``), so that :func:`load_model` can rebuild it: how one chapter hands its

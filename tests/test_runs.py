@@ -110,3 +110,19 @@ def test_extra_missing_and_edited_fields_are_named_not_key_errors(tmp_path):
     with pytest.raises(ValueError, match="is damaged \\(epoch='0'; labels are not 60 cluster ids"):
         check_resumable({key: {} for key in ("model", "optimizer", "history", "config", "data", "arch")}
                         | {"epoch": "0", "labels": torch.zeros(5), "history": []}, "ck.pt", 60)
+
+
+def test_describe_run_names_the_network_a_benchmark_measured(tmp_path):
+    from dctutor.cli import main
+    from dctutor.runs import describe_run
+
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--dataset", "shapes", "--n", "64", "--k", "4", "--width", "0.125",
+                 "--pca-dim", "8", "--batch-size", "32", "--kmeans-iters", "3", "--epochs", "2", "--no-progress",
+                 "--device", "cpu"]) == 0
+    described = describe_run(out)
+    assert described["epochs_done"] == 2 and described["k"] == 4 and described["width"] == 0.125
+    assert described["dataset"] == "shapes" and described["n"] == 64
+    settings = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps(settings | {"dataset": "folder:/home/someone/data/cifar/train"}))
+    assert describe_run(out)["dataset"] == "folder:cifar/train", "no private path in saved results"
