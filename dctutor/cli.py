@@ -222,6 +222,9 @@ def _absolute(settings: dict) -> dict:
 
 def train(args: argparse.Namespace) -> int:
     group = from_environment()  # torchrun's processes, or this one alone
+    if args.stream and not args.dataset.startswith("folder:"):
+        raise ValueError(f"--stream reads a folder: data set from disk; {args.dataset} is held in memory, so drop "
+                         f"--stream (or pass --dataset folder:<path> for an ImageFolder tree)")
     out = Path(args.out)
     before = _saved_settings(out)
     # Results depend on the thread count (float sums are ordered per thread), so a run keeps its own:

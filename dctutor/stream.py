@@ -11,6 +11,7 @@ is equal for both: a run started in memory resumes streamed, and the other way r
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -35,7 +36,8 @@ class FolderImages:
     def __init__(self, files: Sequence[str], size: int, workers: int = 2) -> None:
         self.files = [str(f) for f in files]
         self.size = check_int(size, "size", 1, "size=32")
-        self.workers = check_int(workers, "workers", 0, "workers=2")
+        # Each worker is a process holding a batch or two; past a few per core they only add memory.
+        self.workers = check_int(workers, "workers", 0, "workers=2", high=max(64, 4 * (os.cpu_count() or 1)))
 
     def __len__(self) -> int:
         return len(self.files)

@@ -110,3 +110,16 @@ def test_bad_streaming_input_is_one_line(tree, tmp_path, capsys):
         list(batches(images, [slice(0, 4)]))
     assert str(err.value).startswith("cannot decode image") and "3.png" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_cli_refuses_stream_without_a_folder_and_absurd_worker_counts(tree, tmp_path, capsys):
+    base = ["train", "--out", str(tmp_path / "r"), "--no-progress", "--device", "cpu", "--epochs", "1"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*base, "--dataset", "shapes", "--stream"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--stream reads a folder: data set" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main([*base, "--dataset", f"folder:{tree}", "--stream", "--workers", "100000"])
+    err = capsys.readouterr().err
+    assert "workers=100000 must be at most" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists(), "nothing is written for a refused run"
