@@ -93,7 +93,8 @@ def one_epoch(root: str, n: int, size: int, stream: bool, workers: int, width: f
                                 progress=False)
         outcome = f"ok, loss {run.history[-1]['loss']:.3f}"
     except (MemoryError, RuntimeError) as err:
-        outcome = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:90]}"
+        memory = isinstance(err, MemoryError) or "allocate memory" in str(err)
+        outcome = "failed: out of memory" if memory else f"failed: {type(err).__name__}: {str(err).splitlines()[0][:90]}"
     seconds = time.perf_counter() - t0
     sampler.done.set()
     sampler.join()
