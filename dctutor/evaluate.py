@@ -157,6 +157,8 @@ def reference_probe(model: Backbone, train_ds: ImageDataset, test_ds: ImageDatas
     check_int(batch_size, "batch_size", 1, "batch_size=256")
     check_int(target_dim, "target_dim", 1, "target_dim=9216")
     check_float(lr, "lr", 0, "lr=0.01", strict_low=True)
+    check_float(momentum, "momentum", 0, "momentum=0.9", high=1, strict_high=True)
+    check_float(weight_decay, "weight_decay", 0, "weight_decay=1e-4", high=1)
     dev = pick_device(device)
     size = train_ds.image_size
     crop = max(1, round(size * 7 / 8))

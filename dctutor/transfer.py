@@ -285,6 +285,7 @@ def compare_transfer(networks: dict[str, Backbone], train, test, *, modes: tuple
     are random draws of the training crops instead of the fixed ten-crop.
     """
     epochs = {"fc6-8": 30, "all": 5, **(epochs or {})}
+    check_bool(random_test_crops, "random_test_crops")
     crops = _check_crops(recipe.get("crop_scale", (0.3, 1.0)), recipe.get("crop_ratio", (3 / 4, 4 / 3)))
     test_crops = BatchAugment(test.images.shape[-1], crops.scale, crops.ratio) if random_test_crops else None
     rows = []

@@ -112,3 +112,5 @@ def test_reference_probe_learns_leaves_the_network_alone_and_is_seeded():
     assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
     with pytest.raises(ValueError, match="epochs"):
         reference_probe(net, train, test, epochs=0)
+    with pytest.raises(ValueError, match="momentum=1.5"):
+        reference_probe(net, train, test, momentum=1.5)
