@@ -123,3 +123,20 @@ def test_cli_refuses_stream_without_a_folder_and_absurd_worker_counts(tree, tmp_
     err = capsys.readouterr().err
     assert "workers=100000 must be at most" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists(), "nothing is written for a refused run"
+
+
+@pytest.mark.realdata
+def test_cifar10_jpegs_stream_to_the_pixels_memory_holds(tmp_path, shared_data):
+    import tarfile
+
+    archive = shared_data / "cifar10-jpeg.tar.gz"
+    if not archive.exists():
+        pytest.skip("cifar10-jpeg.tar.gz is absent (set DCTUTOR_SHARED_DATA)")
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path, members=[m for m in tar.getmembers() if m.name.startswith(("test", "./test"))],
+                       filter="data")
+    root = next(p.parent for p in tmp_path.rglob("test") if p.is_dir())
+    memory = load_dataset(f"folder:{root}", "test", n=2000, seed=1)
+    streamed = load_dataset(f"folder:{root}", "test", n=2000, seed=1, stream=True, workers=2)
+    assert pixel_hash(streamed.images) == pixel_hash(memory.images)
+    assert torch.equal(streamed.targets, memory.targets)
