@@ -18,9 +18,10 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from .shapes import SHAPE_CLASSES, make_shapes
-if TYPE_CHECKING:
-    from .stream import FolderImages
 from .validation import check_bool, check_int
+
+if TYPE_CHECKING:  # only for the annotation: like .folder, .stream is imported when a folder loads
+    from .stream import FolderImages
 
 DATASETS = {
     "shapes": "10 procedural shapes in random colours on cluttered backgrounds (offline, any size)",
