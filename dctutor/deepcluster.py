@@ -220,9 +220,9 @@ def _batches(dataset: ImageDataset, labels: np.ndarray, config: DeepClusterConfi
     targets = torch.from_numpy(labels).to(device)[order]
     # BatchNorm cannot train on a single image, so a tail too short to give every rank two is
     # dropped; every rank decides alike, so all of them take the same number of steps.
-    spans = [slice(start + group.rank, min(start + config.batch_size, len(order)), group.world_size)
-             for start in range(0, len(order), config.batch_size)
-             if min(start + config.batch_size, len(order)) - start >= 2 * group.world_size]
+    bounds = [(start, min(start + config.batch_size, len(order))) for start in range(0, len(order), config.batch_size)]
+    spans = [slice(start + group.rank, stop, group.world_size) for start, stop in bounds
+             if stop - start >= 2 * group.world_size]
     pixels = batches(dataset.images, [order[span] for span in spans], pin_memory=device.type == "cuda")
     for span, chunk in zip(spans, pixels):
         yield augment_batch(chunk.to(device, non_blocking=True), boxes[span], flips[span], augment.size), \

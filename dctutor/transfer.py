@@ -44,7 +44,9 @@ MODES = ("fc6-8", "all")
 DEFAULT_LR = {"fc6-8": 0.1, "all": 0.05}
 CROPS = (1, 2, 10)
 HEAD_INITS = ("he", "reference")
-# eval_voc_classif.py's crops: square, 10-50 % of the image, for training and for its random test views.
+# Training crops: the loop's (30-100 % of the area, aspect 3/4-4/3), and eval_voc_classif.py's
+# (square, 10-50 % of the image, for training and for its random test views).
+BOOK_CROPS = {"crop_scale": (0.3, 1.0), "crop_ratio": (3 / 4, 4 / 3)}
 REFERENCE_CROPS = {"crop_scale": (0.1, 0.5), "crop_ratio": (1.0, 1.0)}
 
 
@@ -153,21 +155,22 @@ def _set_train_mode(model: Backbone, mode: str) -> None:
     model.top_layer.train()
 
 
-def _check_crops(scale, ratio) -> BatchAugment:
-    """The crop rule for ``crop_scale`` and ``crop_ratio``, each checked as an increasing pair."""
+def _check_crops(scale, ratio) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``crop_scale`` and ``crop_ratio`` as (low, high) float pairs, each checked as an increasing pair."""
     for name, value, high, example in (("crop_scale", scale, 1.0, "(0.3, 1.0)"),
                                        ("crop_ratio", ratio, None, "(3/4, 4/3)")):
         if not (isinstance(value, (tuple, list)) and len(value) == 2):
             raise ValueError(f"{name} must be a pair (low, high), e.g. {name}={example}; got {value!r}")
         check_float(value[0], f"{name}[0]", 0, f"{name}={example}", strict_low=True, high=high)
         check_float(value[1], f"{name}[1]", value[0], f"{name}={example}", high=high)
-    return BatchAugment(1, scale=tuple(scale), ratio=tuple(ratio))
+    return (float(scale[0]), float(scale[1])), (float(ratio[0]), float(ratio[1]))
 
 
 def train_transfer(model: Backbone, dataset, mode: str, *, epochs: int = 30, lr: float | None = None,
                    batch_size: int = 64, weight_decay: float = 1e-6, momentum: float = 0.9, views: int = 4,
                    reinit_fc: bool = True, head_init: str = "he", train_batchnorm: bool = False,
-                   crop_scale: tuple[float, float] = (0.3, 1.0), crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                   crop_scale: tuple[float, float] = BOOK_CROPS["crop_scale"],
+                   crop_ratio: tuple[float, float] = BOOK_CROPS["crop_ratio"],
                    clip_grad: float | None = None, seed: int = 0, device: str | torch.device | None = None,
                    progress: bool = True) -> TransferResult:
     """Train a copy of ``model`` on ``dataset`` (a :class:`dctutor.voc.VOCClassification`) in ``mode``.
@@ -219,7 +222,7 @@ def _train_transfer(model, dataset, mode, epochs, lr, batch_size, weight_decay, 
     optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     drop_at = max(1, round(epochs * 2 / 3))
     n = len(dataset.images)
-    augment = BatchAugment(dataset.images.shape[-1], scale=crops.scale, ratio=crops.ratio)
+    augment = BatchAugment(dataset.images.shape[-1], *crops)
     targets, mask = dataset.targets.to(dev), dataset.mask.to(dev)
     losses = []
     t0 = time.perf_counter()
@@ -286,8 +289,8 @@ def compare_transfer(networks: dict[str, Backbone], train, test, *, modes: tuple
     """
     epochs = {"fc6-8": 30, "all": 5, **(epochs or {})}
     check_bool(random_test_crops, "random_test_crops")
-    crops = _check_crops(recipe.get("crop_scale", (0.3, 1.0)), recipe.get("crop_ratio", (3 / 4, 4 / 3)))
-    test_crops = BatchAugment(test.images.shape[-1], crops.scale, crops.ratio) if random_test_crops else None
+    crops = _check_crops(*({**BOOK_CROPS, **recipe}[key] for key in BOOK_CROPS))
+    test_crops = BatchAugment(test.images.shape[-1], *crops) if random_test_crops else None
     rows = []
     for name, net in networks.items():
         for mode in modes:
