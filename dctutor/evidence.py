@@ -1,0 +1,125 @@
+"""When a number decides something: intervals, verdicts worded by them, and a did-it-train check.
+
+A comparison in the book ("X beats Y", "Z does not matter") is only as good as two things this
+module measures:
+
+* its **noise**: :func:`t_interval` over seeds (Student's t, for the mean of a few independent
+  runs), or :func:`bootstrap_interval` over test images when one run is all the budget allows
+  (a paired bootstrap: both models are scored on the same resampled images);
+* whether the runs it compares **trained at all**: :func:`did_it_train` looks at the final
+  pseudo-label loss against log k (the loss of a classifier that knows nothing about k balanced
+  clusters) and at the trained-minus-random probe gap with its interval. A run that did not learn
+  decides nothing, whatever its numbers say.
+
+:func:`verdict` turns an interval into the words a sentence may use, so the text is chosen by the
+numbers and never typed by hand.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+from .validation import check_float, check_int
+
+# A run "trained" when its final loss is below this share of log k: 0.9 log k is the loss of a
+# classifier that puts about twice the uniform probability on the right cluster (for k = 100).
+LOSS_SHARE = 0.9
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> dict:
+    """Mean of ``values`` (one per seed) with its two-sided Student-t interval at ``level``.
+
+    Returns ``{"mean", "low", "high", "half", "n", "method"}``. With one value the bounds are NaN:
+    one seed says nothing about the seed-to-seed spread. Identical values give a zero-width interval.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1 or len(x) == 0 or not np.isfinite(x).all():
+        raise ValueError(f"values must be a non-empty 1-d list of finite numbers (one per seed), got {values!r}")
+    check_float(level, "level", 0, "level=0.95", high=1, strict_low=True, strict_high=True)
+    mean = float(x.mean())
+    if len(x) < 2:
+        half = float("nan")
+    else:
+        half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return {"mean": mean, "low": mean - half, "high": mean + half, "half": half, "n": len(x),
+            "method": f"t over {len(x)} seeds"}
+
+
+def bootstrap_interval(correct_a: Sequence[bool], correct_b: Sequence[bool] | None = None, *,
+                       level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Accuracy of ``correct_a`` (one 0/1 per test image), or the paired difference
+    accuracy(a) - accuracy(b) on the same images, with a percentile bootstrap interval.
+
+    Resampling the test images answers "would another test set of this size agree?"; it ignores the
+    training noise that :func:`t_interval` over seeds captures, so prefer seeds where affordable.
+    """
+    a = np.asarray(correct_a, dtype=np.float64)
+    if a.ndim != 1 or len(a) == 0:
+        raise ValueError("correct_a must be a non-empty 1-d array of 0/1, one per test image")
+    if correct_b is not None:
+        b = np.asarray(correct_b, dtype=np.float64)
+        if b.shape != a.shape:
+            raise ValueError(f"correct_a {a.shape} and correct_b {b.shape} must score the same test images")
+        a = a - b
+    check_float(level, "level", 0, "level=0.95", high=1, strict_low=True, strict_high=True)
+    check_int(n_boot, "n_boot", 100, "n_boot=2000")
+    rng = np.random.default_rng(seed)
+    means = a[rng.integers(0, len(a), size=(n_boot, len(a)))].mean(1)
+    low, high = np.quantile(means, [0.5 - level / 2, 0.5 + level / 2])
+    return {"mean": float(a.mean()), "low": float(low), "high": float(high), "half": float((high - low) / 2),
+            "n": len(a), "method": f"bootstrap over {len(a)} test images"}
+
+
+def verdict(interval: dict, better: str = "higher", worse: str = "lower", same: str = "within noise") -> str:
+    """The word an interval allows: ``better`` when it lies above 0, ``worse`` below 0, ``same``
+    when it contains 0 (or cannot be computed, e.g. from one seed)."""
+    low, high = interval["low"], interval["high"]
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return same
+    if low > 0:
+        return better
+    if high < 0:
+        return worse
+    return same
+
+
+def format_interval(interval: dict, scale: float = 1.0, digits: int = 1) -> str:
+    """``"+6.1 [+4.0, +8.2] (t over 3 seeds)"``: the mean and bounds times ``scale``."""
+    m, lo, hi = (scale * interval[key] for key in ("mean", "low", "high"))
+    bounds = f"[{lo:+.{digits}f}, {hi:+.{digits}f}]" if math.isfinite(lo) else "[no interval]"
+    return f"{m:+.{digits}f} {bounds} ({interval['method']})"
+
+
+def did_it_train(final_losses: Sequence[float], k: int, gaps: Sequence[float] | dict) -> dict:
+    """Judge a setting from its runs: did the network learn anything worth comparing?
+
+    ``final_losses`` are the last epoch's pseudo-label losses of each run (one per seed), ``k`` the
+    number of clusters, ``gaps`` either the trained-minus-random probe accuracies (one per seed,
+    summarised by :func:`t_interval`) or an interval already computed (e.g. a bootstrap).
+    The loss must sit below ``LOSS_SHARE`` x log k in every run (the network fits its
+    pseudo-labels), and the gap's interval must lie above 0 (the features beat a random twin's).
+    Returns ``{"trained", "fits_labels", "beats_random", "loss_share", "gap", "line"}``; ``line``
+    is the sentence the book prints.
+    """
+    check_int(k, "k", 2, "k=100")
+    losses = np.asarray(final_losses, dtype=np.float64)
+    if losses.ndim != 1 or len(losses) == 0 or not np.isfinite(losses).all():
+        raise ValueError(f"final_losses must be a non-empty list of finite losses (one per run), got {final_losses!r}")
+    gap = gaps if isinstance(gaps, dict) else t_interval(gaps)
+    share = float(losses.max() / math.log(k))
+    fits = share < LOSS_SHARE
+    beats = verdict(gap) == "higher"
+    trained = fits and beats
+    if trained:
+        why = "trained"
+    elif not fits:
+        why = "did NOT train: its loss stayed near log k, so its numbers decide nothing"
+    else:
+        why = "fits its pseudo-labels but its features are not above a random twin's"
+    line = (f"{why}; loss {losses.max():.2f} = {share:.2f} x log k ({math.log(k):.2f}), "
+            f"gap over random {format_interval(gap, 100)} points")
+    return {"trained": trained, "fits_labels": fits, "beats_random": beats, "loss_share": share, "gap": gap,
+            "line": line}

@@ -1,0 +1,60 @@
+"""Intervals, verdicts and the did-it-train check, on cases whose answer is known."""
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from dctutor.evidence import bootstrap_interval, did_it_train, format_interval, t_interval, verdict
+
+
+def test_t_interval_matches_the_textbook_formula_and_is_zero_wide_for_a_fixed_difference():
+    x = [0.061, 0.083, 0.072]
+    ci = t_interval(x)
+    half = stats.t.ppf(0.975, 2) * np.std(x, ddof=1) / math.sqrt(3)
+    assert ci["mean"] == pytest.approx(np.mean(x)) and ci["half"] == pytest.approx(half)
+    assert ci["low"] < ci["mean"] < ci["high"] and ci["n"] == 3
+    fixed = t_interval([0.05, 0.05, 0.05, 0.05])
+    assert fixed["low"] == fixed["high"] == pytest.approx(0.05)
+    assert verdict(fixed) == "higher" and verdict(t_interval([-0.02] * 3)) == "lower"
+
+
+def test_one_seed_has_no_interval_and_decides_nothing():
+    ci = t_interval([0.2])
+    assert math.isnan(ci["low"]) and verdict(ci) == "within noise"
+    assert "no interval" in format_interval(ci, 100)
+
+
+def test_an_interval_straddling_zero_is_within_noise():
+    assert verdict(t_interval([0.03, -0.02, 0.01])) == "within noise"
+
+
+def test_paired_bootstrap_covers_the_true_difference_and_excludes_zero_only_when_it_should():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(size=4000) < 0.60
+    b = rng.uniform(size=4000) < 0.50
+    ci = bootstrap_interval(a, b)
+    assert ci["low"] < 0.10 < ci["high"] and verdict(ci) == "higher"
+    same = bootstrap_interval(a, a)
+    assert same["low"] == same["high"] == 0.0 and verdict(same) == "within noise"
+    noise = bootstrap_interval(rng.uniform(size=300) < 0.5, rng.uniform(size=300) < 0.5)
+    assert noise["low"] < 0 < noise["high"]
+
+
+def test_a_run_that_never_trained_is_flagged_whatever_its_gap():
+    k = 100
+    never = did_it_train([math.log(k) - 0.01, math.log(k)], k, [0.09, 0.10])
+    assert not never["trained"] and not never["fits_labels"] and "did NOT train" in never["line"]
+    learned = did_it_train([2.4, 2.5, 2.6], k, [0.08, 0.09, 0.10])
+    assert learned["trained"] and learned["line"].startswith("trained")
+    fits_only = did_it_train([2.4, 2.5, 2.6], k, [0.01, -0.01, 0.0])
+    assert fits_only["fits_labels"] and not fits_only["trained"] and "not above a random" in fits_only["line"]
+
+
+def test_bad_inputs_name_the_parameter():
+    with pytest.raises(ValueError, match="values"):
+        t_interval([])
+    with pytest.raises(ValueError, match="final_losses"):
+        did_it_train([float("nan")], 10, [0.1])
+    with pytest.raises(ValueError, match="same test images"):
+        bootstrap_interval([1, 0], [1, 0, 1])
