@@ -1,7 +1,9 @@
 """The figures the chapters and the results page draw. Each function draws one figure and returns it.
 
 The computations behind them live in the core (``dctutor.metrics``, ``dctutor.evaluate``) or in
-the chapter labs (``dctutor.labs.inspect``); only drawing happens here.
+the chapter labs (``dctutor.labs.inspect``); only drawing happens here. Every figure fits the book's
+content column (at most 7.2 inches wide at 100 dpi, about 688 px) with no text under 8 pt, and no
+two labels overlap (``tests/test_figure_overlap.py`` checks each one from matplotlib's text extents).
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import Bbox
 
 from ..data import ImageDataset
 from ..sobel import Sobel
@@ -27,7 +31,7 @@ def sobel_panels(images: torch.Tensor) -> plt.Figure:
     gray = x.mean(dim=1)
     grad = Sobel()(x)
     magnitude = grad.pow(2).sum(dim=1).sqrt()
-    fig, axes = plt.subplots(len(images), 5, figsize=(7.5, 1.6 * len(images)), squeeze=False)
+    fig, axes = plt.subplots(len(images), 5, figsize=(7.2, 1.55 * len(images)), squeeze=False)
     for row, ax in enumerate(axes):
         limit = float(grad[row].abs().max()) or 1.0
         _show(ax[0], images[row].permute(1, 2, 0).numpy(), "RGB input" if row == 0 else "")
@@ -41,8 +45,10 @@ def sobel_panels(images: torch.Tensor) -> plt.Figure:
 
 def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols: int = 10,
                size: float = 1.0) -> plt.Figure:
-    """A grid of uint8 RGB images (N, 3, H, W) with optional titles."""
+    """A grid of uint8 RGB images (N, 3, H, W) with optional titles; ``size`` inches per image, at
+    most what fits ``ncols`` images in the book's 7.2-inch column."""
     nrows = max(1, -(-len(images) // ncols))
+    size = min(size, 7.2 / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.1), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -100,7 +106,7 @@ def plot_cluster_sizes(history: Sequence[dict], title: str = "cluster sizes, lar
     ax.set_ylabel("images")
     ax.set_title(title, fontsize=10)
     if len(history) <= 8:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     return fig
 
@@ -165,16 +171,26 @@ def plot_top_images(dataset: ImageDataset, indices: np.ndarray, units: Sequence[
 
 
 def plot_probe(table: Sequence[dict], title: str = "linear probe, test accuracy") -> plt.Figure:
-    """Accuracy per layer for the trained network and its random-init twin (Table 1's pattern)."""
+    """Accuracy per layer for the trained network and its random-init twin (Table 1's pattern).
+
+    Two-word layer names (``"knn conv5"``) are written on two lines, so that eight layers fit the
+    column side by side; a dotted line separates the linear probes from the kNN rows, and the
+    legend sits beside the axes, where it covers no bar.
+    """
     layers = [r["layer"] for r in table]
     x = np.arange(len(layers))
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = plt.subplots(figsize=(7.2, 3.2))
     ax.bar(x - 0.2, [100 * r["trained"] for r in table], 0.4, label="DeepCluster")
     ax.bar(x + 0.2, [100 * r["random"] for r in table], 0.4, label="random init", color="gray")
-    ax.set_xticks(x, layers)
+    ax.set_xticks(x, [layer.replace(" ", "\n", 1) for layer in layers])
+    ax.tick_params(axis="x", labelsize=9)
+    ax.set_xlim(-0.6, len(layers) - 0.4)
+    knn = [i for i, layer in enumerate(layers) if layer.startswith("knn")]
+    if knn and knn[0] > 0:
+        ax.axvline(knn[0] - 0.5, color="0.5", ls=":", lw=1)
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -199,24 +215,66 @@ def plot_ia_histograms(rows: Sequence[dict], title: str = "initial alignment ove
     return fig
 
 
+def _label_points(ax: plt.Axes, xs: np.ndarray, ys: np.ndarray, labels: Sequence[str], fontsize: float = 8,
+                  avoid: np.ndarray | None = None) -> None:
+    """Write each label beside its point: on the first side (right, left, then above, below) where it
+    stays inside the axes and clear of the points, of ``avoid`` (more (x, y) data points, e.g. along
+    a fitted line) and of the labels already written. Call it once the layout is final (after
+    ``tight_layout``): it measures the labels where they will be drawn."""
+    fig = ax.get_figure()
+    renderer = getattr(fig.canvas, "get_renderer", fig._get_renderer)()
+    frame = ax.get_window_extent(renderer)
+    ax.get_xlim()  # settles autoscaling (both axes) before data are mapped to pixels
+    centres = ax.transData.transform(np.column_stack([xs, ys]))
+    taken = [Bbox.from_extents(cx - 4, cy - 4, cx + 4, cy + 4) for cx, cy in centres]
+    if avoid is not None and len(avoid):
+        taken += [Bbox.from_extents(cx - 1, cy - 1, cx + 1, cy + 1) for cx, cy in ax.transData.transform(avoid)]
+    sides = [((5, 2), "left", "bottom"), ((-5, 2), "right", "bottom"), ((5, -2), "left", "top"),
+             ((-5, -2), "right", "top"), ((0, 6), "center", "bottom"), ((0, -6), "center", "top")]
+    for i, (x, y, label) in enumerate(zip(xs, ys, labels)):
+        fallback = None
+        for offset, ha, va in sides:
+            text = ax.annotate(label, (x, y), textcoords="offset points", xytext=offset, ha=ha, va=va,
+                               fontsize=fontsize)
+            box = text.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.padded(2).overlaps(other) for j, other in enumerate(taken) if j != i):
+                break
+            fallback = fallback or ((offset, ha, va) if inside else None)
+            text.remove()
+        else:  # no side is clear: the first side inside the axes, else the first side
+            offset, ha, va = fallback or sides[0]
+            text = ax.annotate(label, (x, y), textcoords="offset points", xytext=offset, ha=ha, va=va,
+                               fontsize=fontsize)
+            box = text.get_window_extent(renderer)
+        taken.append(box)
+
+
 def plot_ia_vs_accuracy(rows: Sequence[dict], corr: dict, title: str = "") -> plt.Figure:
     """Final accuracy against initial alignment, one point per seed (labelled), with Pearson's r and
-    its interval (:func:`dctutor.metrics.correlation`) in the title (Mustapha et al. 2022, Fig. 3)."""
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+    its interval (:func:`dctutor.metrics.correlation`) in the title (Mustapha et al. 2022, Fig. 3).
+
+    The seeds' labels are placed where they stay inside the axes and clear of each other, and the IA
+    axis carries at most five ticks, since the IAs of one k often differ only in the third decimal."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
     ia = np.array([r["ia"] for r in rows])
     acc = np.array([100 * r["accuracy"] for r in rows])
     ax.scatter(ia, acc, color="C0")
-    for r, x, y in zip(rows, ia, acc):
-        ax.annotate(f"seed {r['seed']}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    fit = np.empty((0, 2))
     if len(rows) >= 2 and np.ptp(ia) > 0:
         slope, intercept = np.polyfit(ia, acc, 1)
-        grid = np.linspace(ia.min(), ia.max(), 2)
-        ax.plot(grid, slope * grid + intercept, color="C0", lw=1, ls="--")
+        grid = np.linspace(ia.min(), ia.max(), 60)
+        fit = np.column_stack([grid, slope * grid + intercept])
+        ax.plot(*fit.T, color="C0", lw=1, ls="--")
+    ax.margins(x=0.12, y=0.15)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
     ax.set_xlabel("initial alignment (IA)")
     ax.set_ylabel("linear probe accuracy (%)")
     interval = f" [{corr['low']:.2f}, {corr['high']:.2f}]" if np.isfinite(corr["low"]) else ""
     ax.set_title(f"{title}\nPearson r = {corr['r']:.2f}{interval} (95%, n = {corr['n']})".strip(), fontsize=9)
     fig.tight_layout()
+    _label_points(ax, ia, acc, [f"seed {r['seed']}" for r in rows], avoid=fit)
     return fig
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 from ..data import ImageDataset
@@ -276,11 +277,13 @@ def collapse_figure(split: ZipfSplit, runs: Sequence[HeadRun], balances: Sequenc
 
 def curves_figure(runs: Sequence[HeadRun]) -> plt.Figure:
     """Balanced accuracy and share of predictions in the largest cluster over epochs: one line per
-    seed (thin) and the mean (thick) for every balance, side by side."""
+    seed (thin) and the mean (thick) for every balance, side by side. The legend sits below the
+    three panels, where it covers no curve."""
     metrics = {"balanced_accuracy": "balanced accuracy (held-out)",
                "largest_share": "predictions in the largest cluster",
                "n_predicted": "distinct clusters predicted"}
-    fig, axes = plt.subplots(1, len(metrics), figsize=(7.2, 2.8))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(7.2, 3.1))
+    handles = []
     for ax, (key, title) in zip(axes, metrics.items()):
         for balance in BALANCES:
             curves = np.array([r.curve(key) for r in runs if r.balance == balance])
@@ -288,14 +291,16 @@ def curves_figure(runs: Sequence[HeadRun]) -> plt.Figure:
                 continue
             epochs = np.arange(1, curves.shape[1] + 1)
             ax.plot(epochs, curves.T, color=_COLOURS[balance], lw=0.6, alpha=0.4)
-            ax.plot(epochs, curves.mean(0), color=_COLOURS[balance], lw=2, label=_NAMES[balance])
+            mean, = ax.plot(epochs, curves.mean(0), color=_COLOURS[balance], lw=2, label=_NAMES[balance])
+            if ax is axes[0]:
+                handles.append(mean)
         ax.set_xlabel("epoch")
         ax.set_title(title, fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
     k = len(runs[0].final["predicted_counts"])
-    true_share = axes[1].axhline(1 / k, color="black", ls="--", lw=1, label="true share (balanced set)")
-    axes[1].legend(handles=[true_share], fontsize=8)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
+    handles.append(axes[1].axhline(1 / k, color="black", ls="--", lw=1, label="true share (balanced set)"))
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
     return fig
 
 
@@ -343,7 +348,7 @@ def trajectories_figure(runs: Sequence[dict], title: str = "") -> plt.Figure:
               ("n_effective", "effective k / k", (0, 1.02)),
               ("spread", "feature spread (log scale)", None),
               ("nmi_labels", "NMI(clusters, labels)", (0, None))]
-    fig, axes = plt.subplots(2, 2, figsize=(7.2, 5.0))
+    fig, axes = plt.subplots(2, 2, figsize=(7.2, 5.3))
     for ax, (key, label, ylim) in zip(axes.ravel(), panels):
         for run in runs:
             if not run["history"] or key not in run["history"][0]:
@@ -363,7 +368,8 @@ def trajectories_figure(runs: Sequence[dict], title: str = "") -> plt.Figure:
             ax.set_ylim(*ylim)
     handles = [plt.Line2D([], [], color=c, label=name) for name, c in _DEFENCE_COLOURS.items()]
     handles.append(plt.Line2D([], [], color="gray", marker="x", ls="", label="diverged after this epoch"))
-    axes[0, 0].legend(handles=handles, fontsize=7, frameon=False)
+    # Below the panels, where it covers no trajectory.
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig

@@ -123,9 +123,13 @@ def _draw_state(ax: plt.Axes, x: np.ndarray, labels: np.ndarray | None, centroid
     points, first, counts = np.unique(x, axis=0, return_index=True, return_counts=True)
     point_colours = "0.6" if labels is None else colours[np.asarray(labels)[first]]
     ax.scatter(points[:, 0], points[:, 1], s=8 * np.sqrt(counts), c=point_colours, linewidths=0)
+    # The note goes toward the middle of the data, so that it stays inside the panel.
+    middle = (x.min(0) + x.max(0)) / 2
     for (px, py), count in zip(points[counts > 1] if note_duplicates else [], counts[counts > 1]):
-        ax.annotate(f"{count} identical\npoints", (px, py), xytext=(0, -12), textcoords="offset points",
-                    ha="center", va="top", fontsize=7, color="0.3")
+        right, above = px > middle[0], py > middle[1]
+        ax.annotate(f"{count} identical\npoints", (px, py), xytext=(-4 if right else 4, -10 if above else 10),
+                    textcoords="offset points", ha="right" if right else "left", va="top" if above else "bottom",
+                    fontsize=8, color="0.3")
     sizes = np.ones(k, dtype=int) if labels is None else np.bincount(labels, minlength=k)
     filled = sizes > 0
     # Before any assignment the centroids belong to no cluster yet: draw them white.
