@@ -40,16 +40,22 @@ class ImageDataset(Dataset):
     """Images as a uint8 tensor ``images`` (N, 3, H, W), labels ``targets`` (N,), class names ``classes``.
 
     ``targets`` is -1 where a data set has no label (STL-10 unlabeled). ``transform`` maps one
-    uint8 image to the network's input; by default :func:`eval_transform`.
+    uint8 image to the network's input; by default :func:`eval_transform`. ``files`` names the file
+    of each image relative to its folder (``folder:`` data sets; None otherwise), so that a run
+    resumed on a folder that changed can say which files came or went.
     """
 
     def __init__(self, images: torch.Tensor | FolderImages, targets: torch.Tensor, classes: list[str], name: str,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 files: list[str] | None = None) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
         if len(targets) != len(images):
             raise ValueError(f"{len(images)} images but {len(targets)} targets")
+        if files is not None and len(files) != len(images):
+            raise ValueError(f"{len(images)} images but {len(files)} file names")
         self.images, self.targets, self.classes, self.name = images, targets.long(), classes, name
+        self.files = files
         self.transform = transform if transform is not None else eval_transform()
 
     def __len__(self) -> int:
@@ -64,12 +70,14 @@ class ImageDataset(Dataset):
 
     def with_transform(self, transform: Callable[[torch.Tensor], torch.Tensor]) -> "ImageDataset":
         """The same images (shared, not copied) seen through another transform."""
-        return ImageDataset(self.images, self.targets, self.classes, self.name, transform)
+        return ImageDataset(self.images, self.targets, self.classes, self.name, transform, self.files)
 
     def subset(self, indices: np.ndarray | torch.Tensor) -> "ImageDataset":
         """A new data set with the images at ``indices``."""
         indices = torch.as_tensor(indices, dtype=torch.long)
-        return ImageDataset(self.images[indices], self.targets[indices], self.classes, self.name, self.transform)
+        files = None if self.files is None else [self.files[i] for i in indices.tolist()]
+        return ImageDataset(self.images[indices], self.targets[indices], self.classes, self.name, self.transform,
+                            files)
 
 
 def eval_transform() -> v2.Compose:
@@ -121,13 +129,23 @@ def load_dataset(name: str, split: str = "train", *, n: int | None = None, image
         keep = _subset(len(tree.samples), n, seed, name)
         samples = tree.samples if keep is None else [tree.samples[i] for i in keep]
         labels = torch.tensor([target for _, target in samples])
+        files = [Path(file).relative_to(tree.root).as_posix() for file, _ in samples]
         if stream:
             from .stream import FolderImages
             return ImageDataset(FolderImages([file for file, _ in samples], size, workers), labels,
-                                list(tree.classes), name)
+                                list(tree.classes), name, files=files)
         images = decode_images([file for file, _ in samples], size, desc=f"decoding {split}")
-        return _finish(images, labels, list(tree.classes), name, None, size, seed)
+        return ImageDataset(images.contiguous(), labels, list(tree.classes), name, files=files)
     return _finish(images, labels, classes, name, n, size, seed)
+
+
+def default_image_size(name: str) -> int:
+    """The side in pixels that :func:`load_dataset` gives ``name`` when ``image_size`` is None, so a
+    caller can check a network against the images before loading them."""
+    kind = "folder" if isinstance(name, str) and name.startswith("folder:") else name
+    if kind not in _DEFAULT_SIZE:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}")
+    return _DEFAULT_SIZE[kind]
 
 
 def _subset(total: int, n: int | None, seed: int, name: str) -> np.ndarray | None:

@@ -181,7 +181,8 @@ def _validate(model: Backbone, dataset: ImageDataset, config: DeepClusterConfig,
     return out
 
 
-def _check_resume(state: dict, config: DeepClusterConfig, model: Backbone, data: dict, path: Path):
+def _check_resume(state: dict, config: DeepClusterConfig, model: Backbone, data: dict, files: list[str] | None,
+                  path: Path):
     old = asdict(DeepClusterConfig()) | dict(state.get("config", {}))  # fields added later take their defaults
     new = asdict(config)
     diff = {key: (old.get(key), new[key]) for key in new if key != "epochs" and old.get(key) != new[key]}
@@ -192,8 +193,25 @@ def _check_resume(state: dict, config: DeepClusterConfig, model: Backbone, data:
     if state.get("arch") != model.arch:
         raise ValueError(f"{path} holds a model {state.get('arch')} but this model is {model.arch}; "
                          f"use a new out_dir or the same architecture")
-    if state.get("data") != data:
-        raise ValueError(f"{path} was trained on other images; use a new out_dir or the same data")
+    saved = state["data"]
+    if (saved.get("n"), saved.get("hash")) != (data["n"], data["hash"]):
+        raise ValueError(f"{path} was trained on other images: the data set changed since "
+                         f"({_data_change(saved, data, state.get('files'), files)}); restore the data as it was, or "
+                         f"use a new out_dir to train on it as it is now")
+
+
+def _data_change(saved: dict, data: dict, saved_files: str | None, files: list[str] | None) -> str:
+    """What differs between the images a checkpoint was trained on and these, in a few words, naming
+    the first file that came or went when both lists are known."""
+    count = f"{saved.get('n')} -> {data['n']} images" if saved.get("n") != data["n"] else "same count, other pixels"
+    if not isinstance(saved_files, str) or files is None:
+        return count
+    before, now = saved_files.split("\n"), set(files)
+    gone = next((name for name in before if name not in now), None)
+    old = set(before)
+    new = next((name for name in files if name not in old), None)
+    named = [f"{gone} is gone"] * (gone is not None) + [f"{new} is new"] * (new is not None)
+    return "; ".join([count, *named]) if named else f"{count}; the same files, other pixels"
 
 
 def _batches(dataset: ImageDataset, labels: np.ndarray, config: DeepClusterConfig, epoch: int,
@@ -282,20 +300,22 @@ def check_diverged(model: Backbone, loss: float, k: int, epoch: int, lr: float) 
 def train_deepcluster(model: Backbone, dataset: ImageDataset, config: DeepClusterConfig, *,
                       out_dir: str | Path | None = None, device: str | torch.device | None = None,
                       progress: bool = True, on_epoch_end: Callable[[list[dict]], None] | None = None,
-                      group: Group | None = None) -> DeepClusterRun:
+                      group: Group | None = None, on_start: Callable[[], None] | None = None) -> DeepClusterRun:
     """Train ``model`` (any :class:`dctutor.models.Backbone`) on ``dataset`` with DeepCluster for
     ``config.epochs`` epochs (Sec. 3).
 
     The model is trained in place. With ``out_dir``, a checkpoint is written there after every
     epoch and an existing checkpoint is resumed, so calling again with more ``epochs`` continues
     the run; resuming with another configuration, architecture or data set is an error.
-    ``on_epoch_end(history)`` is called after each checkpoint with the history so far (the CLI
-    writes it; the tests raise in it to simulate a crash). torch's global random state is the same
+    ``on_start()`` is called once ``out_dir`` exists and any checkpoint in it has been checked,
+    before the first epoch: the CLI writes the run's settings there, so that they are on disk
+    before the first checkpoint. ``on_epoch_end(history)`` is called after each checkpoint with the
+    history so far (the CLI writes it; the tests raise in it to simulate a crash). torch's global random state is the same
     after the call as before it.
 
     ``group`` (:func:`dctutor.distributed.from_environment`) shares the epoch between the processes
     torchrun started (:mod:`dctutor.distributed` says how); every rank passes the same arguments,
-    and only rank 0 writes ``out_dir`` and calls ``on_epoch_end``.
+    and only rank 0 writes ``out_dir`` and calls ``on_start`` and ``on_epoch_end``.
     """
     group = SINGLE if group is None else group
     if not isinstance(group, Group):
@@ -306,12 +326,14 @@ def train_deepcluster(model: Backbone, dataset: ImageDataset, config: DeepCluste
                          f"each needs at least 2 images for BatchNorm: use batch_size >= {2 * group.world_size}")
     dev = pick_device(device)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        return _train(model, dataset, config, out, dev, progress, on_epoch_end, group)
+        return _train(model, dataset, config, out, dev, progress, on_epoch_end, group, on_start)
 
 
-def _train(model, dataset, config, out, dev, progress, on_epoch_end, group) -> DeepClusterRun:
+def _train(model, dataset, config, out, dev, progress, on_epoch_end, group, on_start) -> DeepClusterRun:
     # A hash of the pixels, so a checkpoint is never resumed on other images (computed once per run).
     data_id = {"n": len(dataset), "hash": pixel_hash(dataset.images)}
+    # A folder's file names, kept beside it, so a resume on a changed folder names what came or went.
+    files = getattr(dataset, "files", None)
     model.to(dev, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
     if dev.type == "cuda" and isinstance(dataset.images, torch.Tensor):  # resident pixels: no loader in the way
         dataset = ImageDataset(dataset.images.to(dev), dataset.targets, dataset.classes, dataset.name)
@@ -327,8 +349,8 @@ def _train(model, dataset, config, out, dev, progress, on_epoch_end, group) -> D
     ckpt = out / CHECKPOINT if out is not None else None
     if ckpt is not None and ckpt.exists():
         state = load_checkpoint(ckpt)
-        check_resumable(state, ckpt, len(dataset))
-        _check_resume(state, config, model, data_id, ckpt)
+        check_resumable(state, ckpt)
+        _check_resume(state, config, model, data_id, files, ckpt)
         model.top_layer = model.new_top_layer(config.k).to(dev)
         try:
             model.load_state_dict(state["model"])
@@ -342,6 +364,8 @@ def _train(model, dataset, config, out, dev, progress, on_epoch_end, group) -> D
         start_epoch, labels = state["epoch"] + 1, state["labels"].numpy()
     elif out is not None and group.is_main:
         out.mkdir(parents=True, exist_ok=True)
+    if out is not None and on_start is not None and group.is_main:
+        on_start()
     for epoch in range(start_epoch, config.epochs):
         if labels is not None and config.halt_clustering_after is not None and epoch >= config.halt_clustering_after:
             _train_halted(model, dataset, labels, optimizer, config, epoch, dev, progress, history, group)
@@ -352,7 +376,8 @@ def _train(model, dataset, config, out, dev, progress, on_epoch_end, group) -> D
         if ckpt is not None and group.is_main:
             save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                                    "history": history, "labels": torch.from_numpy(labels), "config": asdict(config),
-                                   "arch": model.arch, "data": data_id})
+                                   "arch": model.arch, "data": data_id}
+                            | ({"files": "\n".join(files)} if files is not None else {}))
         if on_epoch_end is not None and group.is_main:
             on_epoch_end(history)
         barrier(group)  # the others wait for rank 0's checkpoint before the next epoch

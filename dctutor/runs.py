@@ -5,15 +5,20 @@ holds ``checkpoint.pt`` (weights, optimiser, history, last pseudo-labels, config
 backbone's ``arch``), ``run.json`` (the CLI's settings, so ``probe`` and ``transfer`` can rebuild the
 data), and ``history.csv`` / ``history.json`` (one row per epoch). Every file is written to a
 temporary name and renamed, so a run killed at any moment leaves the previous version whole.
-Damaged or foreign files are reported with their path and what to do, never overwritten.
+A checkpoint carries a checksum of its payload, verified when it is read: a changed byte (a failing
+disk, a bad copy) is refused rather than resumed with other weights. Damaged or foreign files are
+reported with their path and what to do, never overwritten.
 """
 from __future__ import annotations
 
 import csv
+import errno
+import hashlib
 import json
 import math
 import os
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -28,6 +33,8 @@ FORMAT = "dctutor-deepcluster"
 # Format 1 (no tag) was written before backbones had a registry; load_checkpoint migrates it.
 # Format 2 added the tag, the backbone's ``arch`` dict and labels as a tensor.
 VERSION = 2
+# Checkpoints written before checksums have none and are read unverified; every newer one is verified.
+CHECKSUM = "checksum"
 # What a checkpoint must hold to resume training (save_model writes only a network: model, arch).
 RESUMABLE = ("model", "optimizer", "epoch", "history", "labels", "config", "arch", "data")
 
@@ -78,12 +85,52 @@ def read_json(path: str | Path, what: str = "settings") -> dict:
     return value
 
 
+def payload_checksum(state: dict) -> str:
+    """A SHA-256 of everything in ``state`` but its checksum: every tensor's dtype, shape and bytes, and
+    every other value, in order. torch.load does not notice a changed byte in a tensor; this does."""
+    digest = hashlib.sha256()
+    _digest({key: value for key, value in state.items() if key != CHECKSUM}, digest)
+    return digest.hexdigest()
+
+
+def _digest(value, digest) -> None:
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}".encode())
+        for key, item in value.items():
+            _digest(key, digest)
+            _digest(item, digest)
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"L{len(value)}".encode())
+        for item in value:
+            _digest(item, digest)
+    else:  # str, int, float (repr round-trips), bool, None
+        text = repr(value)
+        digest.update(f"{type(value).__name__}{len(text)}:{text}".encode())
+
+
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically: a kill leaves the old or the new file, never half of one."""
+    """Write ``state`` to ``path`` atomically: a kill leaves the old or the new file, never half of one.
+
+    The file holds ``state`` with the format tag, its version and the :func:`payload_checksum` that
+    :func:`load_checkpoint` verifies. A write that fails for lack of space raises ``OSError``
+    (``ENOSPC``) naming the file, whatever way torch's writer put it.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
+    payload = {"format": FORMAT, "version": VERSION, **{k: v for k, v in state.items() if k != CHECKSUM}}
+    payload[CHECKSUM] = payload_checksum(payload)
     try:
-        torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
+        torch.save(payload, tmp)
+    except RuntimeError as err:  # torch's zip writer reports a full disk as "unexpected pos" or "file write failed"
+        tmp.unlink(missing_ok=True)
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        free = shutil.disk_usage(path.parent).free / 2**20
+        raise OSError(errno.ENOSPC, f"writing the checkpoint failed ({reason}); the disk holding it has "
+                      f"{free:.0f} MiB free", str(path)) from None
     except BaseException:  # an error or Ctrl-C: no half-written file is left behind
         tmp.unlink(missing_ok=True)
         raise
@@ -160,13 +207,18 @@ def load_checkpoint(path: str | Path) -> dict:
     if version < VERSION:
         raise ValueError(f"{path} was written by an older dctutor (format {version}) whose layout this one does "
                          f"not know; train again with a new --out, or use the dctutor that wrote it")
+    if CHECKSUM in state and state.pop(CHECKSUM) != payload_checksum(state):
+        raise ValueError(f"{path} fails its checksum: its contents changed after dctutor wrote it (a failing disk "
+                         f"or a bad copy); restore a copy, or move it away to start again")
     return state
 
 
-def check_resumable(state: dict, path: str | Path, n_images: int) -> None:
+def check_resumable(state: dict, path: str | Path) -> None:
     """A ``ValueError`` naming ``path`` unless ``state`` holds every field a resume reads, with sane
     types, so a resume never fails halfway with a ``KeyError`` (e.g. on a network saved by
-    :func:`save_model`, or a file edited by hand)."""
+    :func:`save_model`, or a file edited by hand). The labels must match the image count the
+    checkpoint records; whether that is the count of the data at hand is for the caller to say
+    (other data is not a damaged file)."""
     missing = [key for key in RESUMABLE if key not in state]
     if missing:
         raise ValueError(f"{path} holds no resumable run (missing {', '.join(missing)}): it is a saved network, "
@@ -177,12 +229,13 @@ def check_resumable(state: dict, path: str | Path, n_images: int) -> None:
         problems.append(f"epoch={epoch!r}")
     if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
         problems.append("history is not a list of rows")
-    if not isinstance(labels, torch.Tensor) or labels.shape != (n_images,):
-        problems.append(f"labels are not {n_images} cluster ids")
     if not isinstance(state["model"], dict) or not isinstance(state["optimizer"], dict):
         problems.append("model or optimizer is not a state dict")
-    if not isinstance(state["config"], dict) or not isinstance(state["data"], dict):
+    data = state["data"]
+    if not isinstance(state["config"], dict) or not isinstance(data, dict):
         problems.append("config or data is not a dict")
+    elif not isinstance(data.get("n"), int) or not isinstance(labels, torch.Tensor) or labels.shape != (data["n"],):
+        problems.append(f"labels are not {data.get('n')} cluster ids")
     if problems:
         raise ValueError(f"{path} is damaged ({'; '.join(problems)}); move it away to start again, "
                          f"or restore a copy")

@@ -102,14 +102,14 @@ def test_extra_missing_and_edited_fields_are_named_not_key_errors(tmp_path):
     assert load_model(tmp_path).arch == net.arch, "unknown fields are ignored"
     state = load_checkpoint(tmp_path)
     with pytest.raises(ValueError, match="holds no resumable run \\(missing optimizer, history, labels"):
-        check_resumable(state, tmp_path / CHECKPOINT, 60)
+        check_resumable(state, tmp_path / CHECKPOINT)
     with pytest.raises(ValueError, match="holds no network"):
         model_from_state({k: v for k, v in state.items() if k != "model"})
     with pytest.raises(ValueError, match="weights do not fit its arch"):
         model_from_state(state | {"arch": net.arch | {"width": 0.25}})
     with pytest.raises(ValueError, match="is damaged \\(epoch='0'; labels are not 60 cluster ids"):
-        check_resumable({key: {} for key in ("model", "optimizer", "history", "config", "data", "arch")}
-                        | {"epoch": "0", "labels": torch.zeros(5), "history": []}, "ck.pt", 60)
+        check_resumable({key: {} for key in ("model", "optimizer", "history", "config", "arch")}
+                        | {"epoch": "0", "labels": torch.zeros(5), "history": [], "data": {"n": 60}}, "ck.pt")
 
 
 def test_describe_run_names_the_network_a_benchmark_measured(tmp_path):
