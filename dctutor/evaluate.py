@@ -62,6 +62,36 @@ def _standardise(train: np.ndarray, *others: np.ndarray, device: torch.device) -
     return [torch.from_numpy((a - mean) / std).float().to(device) for a in (train, *others)]
 
 
+def _check_features(train_x, train_y, test_x, test_y) -> None:
+    """Features and labels a classifier can be trained and scored on: one label per row, the same
+    feature width, and test labels that occur in training (otherwise no classifier fitted on train
+    can be right once and the accuracy is 0 by construction). A few unseen labels are allowed here,
+    as arrays may hold pseudo-labels whose rare clusters miss a random half; data sets with named
+    classes are held to every class (:func:`linear_probe`)."""
+    for name, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
+        if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
+            raise TypeError(f"{name}_x and {name}_y must be numpy arrays, got {type(x).__name__} and "
+                            f"{type(y).__name__}")
+        if x.ndim != 2 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
+            raise ValueError(f"{name}_x {x.shape} and {name}_y {y.shape} must be (n, d) features and n >= 1 labels")
+    if train_x.shape[1] != test_x.shape[1]:
+        raise ValueError(f"train_x has {train_x.shape[1]} features per image but test_x {test_x.shape[1]}; "
+                         f"extract both with the same layer and pooling")
+    if not np.isin(test_y, train_y).any():
+        raise ValueError(f"no test label ({sorted(np.unique(test_y).tolist())[:10]}) occurs in the training labels "
+                         f"({sorted(np.unique(train_y).tolist())[:10]}), so the accuracy would be 0 by construction; "
+                         f"score on labels of the same classes")
+
+
+def _check_label_sets(train_ds: ImageDataset, test_ds: ImageDataset) -> None:
+    unseen = sorted(set(test_ds.targets.unique().tolist()) - set(train_ds.targets.unique().tolist()))
+    if unseen:
+        names = [train_ds.classes[i] if 0 <= i < len(train_ds.classes) else i for i in unseen[:10]]
+        raise ValueError(f"test_ds has classes {names} that train_ds lacks, so no classifier trained on train_ds "
+                         f"can be right there; give train_ds images of every test class (a larger n), or drop "
+                         f"those test images")
+
+
 def probe_features(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, *,
                    epochs: int = 10, lr: float = 1e-3, weight_decays: Sequence[float] = WEIGHT_DECAYS,
                    holdout: float = 0.1, seed: int = 0, min_steps: int = MIN_STEPS,
@@ -75,6 +105,7 @@ def probe_features(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     Returns test/holdout accuracy and the choice.
     """
     check_float(holdout, "holdout", 0, "holdout=0.1", high=1, strict_low=True, strict_high=True)
+    _check_features(train_x, train_y, test_x, test_y)
     n_classes = int(max(train_y.max(), test_y.max())) + 1
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(train_x))
@@ -111,6 +142,7 @@ def linear_probe(model: Backbone, train_ds: ImageDataset, test_ds: ImageDataset,
     """
     _check_labelled(train_ds, "train_ds")
     _check_labelled(test_ds, "test_ds")
+    _check_label_sets(train_ds, test_ds)
     layers = model.check_layers(list(model.probe_layers if layers is None else layers))
     if features is None:
         features = (layer_features(model, train_ds, layers, target_dim=target_dim, device=device),
@@ -151,6 +183,7 @@ def reference_probe(model: Backbone, train_ds: ImageDataset, test_ds: ImageDatas
     """
     _check_labelled(train_ds, "train_ds")
     _check_labelled(test_ds, "test_ds")
+    _check_label_sets(train_ds, test_ds)
     check_backbone(model)
     layers = model.check_layers(list(model.probe_layers if layers is None else layers))
     check_int(epochs, "epochs", 1, "epochs=30")
@@ -215,6 +248,7 @@ def reference_probe(model: Backbone, train_ds: ImageDataset, test_ds: ImageDatas
 def knn_from_features(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
                       k: int = 20, chunk: int = 1024, device: str | torch.device | None = None) -> float:
     """Accuracy of a majority vote among the ``k`` most cosine-similar training images."""
+    _check_features(train_x, train_y, test_x, test_y)
     check_int(k, "k", 1, "k=20", high=len(train_x))
     dev = pick_device(device)
     train = F.normalize(torch.from_numpy(train_x).float().to(dev), dim=1)
@@ -235,6 +269,7 @@ def knn_accuracy(model: Backbone, train_ds: ImageDataset, test_ds: ImageDataset,
     (default: the backbone's last layer, fc7 for AlexNet)."""
     _check_labelled(train_ds, "train_ds")
     _check_labelled(test_ds, "test_ds")
+    _check_label_sets(train_ds, test_ds)
     layer = model.layers[-1] if layer is None else model.check_layers([layer])[0]
     train_f = layer_features(model, train_ds, [layer], device=device)[layer]
     test_f = layer_features(model, test_ds, [layer], device=device)[layer]
@@ -254,6 +289,7 @@ def evaluate_model(model: Backbone, train_ds: ImageDataset, test_ds: ImageDatase
     last layer) from a single feature pass per split: ``{"probe": {layer: row}, "knn": {layer: acc}}``."""
     _check_labelled(train_ds, "train_ds")
     _check_labelled(test_ds, "test_ds")
+    _check_label_sets(train_ds, test_ds)
     layers = model.check_layers(list(model.probe_layers if layers is None else layers))
     knn_layers = model.check_layers(list(model.layers[-1:] if knn_layers is None else knn_layers))
     wanted = list(dict.fromkeys([*layers, *knn_layers]))

@@ -26,6 +26,9 @@ def _check(model: Backbone, dataset: ImageDataset, batch_size: int) -> None:
     if not isinstance(dataset, ImageDataset):
         raise TypeError(f"dataset must be a dctutor ImageDataset (from load_dataset), got {type(dataset).__name__}")
     check_int(batch_size, "batch_size", 1, "batch_size=256")
+    if len(dataset) == 0:
+        raise ValueError(f"dataset {dataset.name!r} holds no images, so there are no features to extract; "
+                         f"check its split and n")
 
 
 @torch.no_grad()
@@ -59,10 +62,18 @@ def extract_features(model: Backbone, dataset: ImageDataset, layer: str | None =
 
     ``layer=None`` returns the backbone's ``embedding``, the features DeepCluster clusters (for
     AlexNet, fc7 before its ReLU). A layer name (one of ``model.layers``) returns that layer's
-    output; convolutional maps are flattened, after average-pooling to ``pool x pool`` when given.
+    output; convolutional maps are flattened, after average-pooling to ``pool x pool`` when given
+    (``pool`` applies to maps only: with the embedding or a fully connected layer it is refused, so
+    that it never silently does nothing).
     """
     _check(model, dataset, batch_size)
+    if pool is not None:
+        check_int(pool, "pool", 1, "pool=2 (or None to keep the whole map)")
     if layer is None:
+        if pool is not None:
+            raise ValueError(f"pool={pool} average-pools a convolutional map, but layer=None is the embedding, "
+                             f"a vector; drop pool or name a conv layer, one of {list(model.probe_layers)}")
+
         def forward(x):
             return {"embedding": model.embedding(x)}
     else:
@@ -70,7 +81,10 @@ def extract_features(model: Backbone, dataset: ImageDataset, layer: str | None =
 
         def forward(x):
             out = model.forward_layers(x, [layer])[layer]
-            return {layer: F.adaptive_avg_pool2d(out, pool) if pool is not None and out.dim() == 4 else out}
+            if pool is not None and out.dim() != 4:
+                raise ValueError(f"pool={pool} average-pools a convolutional map, but layer {layer!r} gives "
+                                 f"vectors; drop pool or name a conv layer, one of {list(model.probe_layers)}")
+            return {layer: F.adaptive_avg_pool2d(out, pool) if pool is not None else out}
     features = _run(model, dataset, forward, batch_size, device, progress, f"features {layer or 'embedding'}",
                     on_device=not as_numpy)
     return next(iter(features.values()))

@@ -166,6 +166,14 @@ def _check_crops(scale, ratio) -> tuple[tuple[float, float], tuple[float, float]
     return (float(scale[0]), float(scale[1])), (float(ratio[0]), float(ratio[1]))
 
 
+def _check_trainable(dataset) -> None:
+    # Batches of one image are skipped (BatchNorm needs two), so fewer than 2 images take no step at all.
+    if len(dataset.images) < 2:
+        raise ValueError(f"the training set has {len(dataset.images)} image(s), so transfer would take no step "
+                         f"(each batch needs at least 2 images for BatchNorm) and report an untrained head; "
+                         f"train on a split with at least 2 images")
+
+
 def train_transfer(model: Backbone, dataset, mode: str, *, epochs: int = 30, lr: float | None = None,
                    batch_size: int = 64, weight_decay: float = 1e-6, momentum: float = 0.9, views: int = 4,
                    reinit_fc: bool = True, head_init: str = "he", train_batchnorm: bool = False,
@@ -193,7 +201,7 @@ def train_transfer(model: Backbone, dataset, mode: str, *, epochs: int = 30, lr:
     """
     check_backbone(model)
     check_choice(mode, "mode", MODES)
-    check_int(epochs, "epochs", 0, "epochs=30")
+    check_int(epochs, "epochs", 1, "epochs=30")
     check_int(batch_size, "batch_size", 2, "batch_size=64")
     check_int(views, "views", 1, "views=4")
     check_choice(head_init, "head_init", HEAD_INITS)
@@ -201,6 +209,7 @@ def train_transfer(model: Backbone, dataset, mode: str, *, epochs: int = 30, lr:
     if not all(hasattr(dataset, a) for a in ("images", "targets", "mask")):
         raise TypeError(f"dataset must be a dctutor.voc.VOCClassification (images, targets, mask), "
                         f"got {type(dataset).__name__}")
+    _check_trainable(dataset)
     lr = DEFAULT_LR[mode] if lr is None else check_float(lr, "lr", 0, "lr=0.05", strict_low=True, high=10)
     check_float(weight_decay, "weight_decay", 0, "weight_decay=1e-6", high=1)
     check_float(momentum, "momentum", 0, "momentum=0.9", high=1, strict_high=True)
@@ -289,6 +298,17 @@ def compare_transfer(networks: dict[str, Backbone], train, test, *, modes: tuple
     """
     epochs = {"fc6-8": 30, "all": 5, **(epochs or {})}
     check_bool(random_test_crops, "random_test_crops")
+    for mode in modes:
+        check_choice(mode, "modes[...]", MODES)
+        check_int(epochs[mode], f"epochs[{mode!r}]", 1, f"epochs={{{mode!r}: 5}}")
+    for name, split in (("train", train), ("test", test)):
+        if not all(hasattr(split, a) for a in ("images", "targets", "mask")):
+            raise TypeError(f"{name} must be a dctutor.voc.VOCClassification (images, targets, mask), "
+                            f"got {type(split).__name__}")
+    _check_trainable(train)
+    if len(test.images) == 0:
+        raise ValueError("the test set has no images, so there is nothing to score; check its split's list "
+                         "(ImageSets/Main/<split>.txt)")
     crops = _check_crops(*({**BOOK_CROPS, **recipe}[key] for key in BOOK_CROPS))
     test_crops = BatchAugment(test.images.shape[-1], *crops) if random_test_crops else None
     rows = []

@@ -128,7 +128,14 @@ class VOCClassification(Dataset):
         except RuntimeError as err:
             raise _missing_voc(root, voc_root) from err
         n = len(voc)
-        images = np.empty((n, image_size, image_size, 3), np.uint8)
+        if n == 0:
+            raise ValueError(f"split={split!r} lists no images (ImageSets/Main/{split}.txt under {voc_root} is "
+                             f"empty); restore the list from the VOC archive, or regenerate the stand-in")
+        try:
+            images = np.empty((n, image_size, image_size, 3), np.uint8)
+        except MemoryError:
+            raise MemoryError(f"{n} VOC images of {image_size}x{image_size} px do not fit in memory; lower "
+                              f"image_size") from None
         targets = np.zeros((n, len(VOC_CLASSES)), np.float32)
         mask = np.ones((n, len(VOC_CLASSES)), np.float32)
         for i in tqdm(range(n), desc=f"VOC2007 {split}", disable=not progress, leave=False):
@@ -136,7 +143,11 @@ class VOCClassification(Dataset):
             if not Path(ann_path).is_file():
                 raise FileNotFoundError(f"annotation {ann_path} is missing for image id "
                                         f"{Path(ann_path).stem} listed in {split}.txt")
-            annotation = voc.parse_voc_xml(ET.parse(ann_path).getroot())
+            try:
+                annotation = voc.parse_voc_xml(ET.parse(ann_path).getroot())
+            except ET.ParseError as err:  # a truncated or edited file
+                raise ValueError(f"annotation {ann_path} is not valid XML ({err}); restore it from the VOC "
+                                 f"archive (or regenerate the stand-in)") from None
             targets[i], mask[i] = parse_annotation(annotation, ann_path)
             images[i] = _load_resized(voc.images[i], image_size, resize)
         self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()

@@ -66,6 +66,26 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.top_layer(self.head(self.forward_body(x)))
 
+    @property
+    def min_image_size(self) -> int:
+        """The smallest image side in pixels the body can take (its stem and pools leave at least one
+        pixel); 1 for a backbone without such a limit."""
+        return 1
+
+    def check_image_size(self, image_size: int) -> int:
+        """``image_size`` if images of that side pass through the body, else a ``ValueError`` that says
+        which stem is too coarse and what to change, instead of torch's error deep inside a pool."""
+        check_int(image_size, "image_size", 1, "image_size=32")
+        least = self.min_image_size
+        if image_size >= least:
+            return image_size
+        if getattr(self, "small_input", True):
+            raise ValueError(f"image_size={image_size} is too small for {self.name} (it needs at least {least} px); "
+                             f"use image_size >= {least}")
+        raise ValueError(f"image_size={image_size} is too small for {self.name}'s ImageNet stem (small_input=False "
+                         f"needs at least {least} px); use small_input=True (CLI: --small-input auto or yes) or "
+                         f"image_size >= {least}")
+
     def check_layers(self, names: Sequence[str]) -> list[str]:
         """``names`` as a list, or a ``ValueError`` naming the unknown ones and the valid ones."""
         if isinstance(names, str):

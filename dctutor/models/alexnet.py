@@ -29,6 +29,11 @@ def _conv(cin: int, cout: int, kernel: int, stride: int, padding: int) -> nn.Seq
                          nn.ReLU(inplace=True))
 
 
+def _pair(value) -> int:
+    # Square kernels, strides and paddings throughout; torch stores them as an int or a pair.
+    return value[0] if isinstance(value, tuple) else value
+
+
 def _fc(cin: int, cout: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Dropout(dropout), nn.Linear(cin, cout), nn.ReLU(inplace=True))
 
@@ -87,13 +92,28 @@ class AlexNet(Backbone):
     def first_conv(self) -> nn.Conv2d:
         return self.features.conv1[0]
 
+    @property
+    def min_image_size(self) -> int:
+        layers = [m for m in self.features.modules() if isinstance(m, (nn.Conv2d, nn.MaxPool2d))]
+
+        def output(size: int) -> int:
+            for layer in layers:
+                kernel, stride, padding = (_pair(layer.kernel_size), _pair(layer.stride), _pair(layer.padding))
+                size = (size + 2 * padding - kernel) // stride + 1
+                if size < 1:
+                    return 0
+            return size
+        return next(size for size in range(1, 4096) if output(size) >= 1)
+
     def forward_body(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_image_size(min(x.shape[-2:]))
         if self.sobel is not None:
             x = self.sobel(x)
         return torch.flatten(self.features(x), 1)
 
     def forward_layers(self, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
         wanted = self.check_layers(names)
+        self.check_image_size(min(x.shape[-2:]))
         last = max(LAYERS.index(name) for name in wanted)
         out: dict[str, torch.Tensor] = {}
         if self.sobel is not None:
