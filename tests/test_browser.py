@@ -157,7 +157,8 @@ _SIDEWAYS = """
         if (el.scrollWidth > el.clientWidth + 1 && ['auto', 'scroll'].includes(getComputedStyle(el).overflowX)
                 && !el.closest('mjx-assistive-mml')) {  // MathJax's copy for screen readers is clipped on purpose
             found.push(el);
-        } else if (el.matches('table, pre, .cell_output, .highlight') && el.getBoundingClientRect().right > column + 1) {
+        } else if (el.matches('table, pre, .cell_output, .highlight')
+                   && el.getBoundingClientRect().right > column + 1) {
             found.push(el);
             spilled.add(el);
         }
@@ -190,8 +191,8 @@ def overflow_report():
     lines = [f"Blocks that scroll sideways at {WINDOW[0]} x {WINDOW[1]} (page, kind, first 60 characters, "
              "scrollWidth/clientWidth px)", ""]
     for page, found in rows.items():
-        lines.append(f"{page}: {len(found)} block(s)" + (
-            " (" + ", ".join(f"{n} {k}" for k, n in sorted(Counter(r[0] for r in found).items())) + ")" if found else ""))
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(Counter(row[0] for row in found).items()))
+        lines.append(f"{page}: {len(found)} block(s)" + (f" ({kinds})" if found else ""))
         lines += [f"  {kind:12s} {text!r:64s} {scroll}/{client}" for kind, text, scroll, client in found]
     SHOTS.mkdir(parents=True, exist_ok=True)
     (SHOTS / "overflow.txt").write_text("\n".join(lines) + "\n")
