@@ -42,8 +42,9 @@ def main() -> None:
                                 str(args.epochs), "--minutes", "1e9", "--k", str(args.k), "--width", str(args.width),
                                 "--seed", str(seed), "--crop-scale", str(scale), "--run-dir", "", "--json", str(out)],
                                check=True, stdout=subprocess.DEVNULL)
-                result = json.loads(out.read_text())
+                result = json.loads(out.read_text())["runs"][0]
                 runs.append({"scale": scale, "seed": seed, "probe": result["probe"],
+                             "loss_last": result["history"][-1]["loss"],
                              "nmi_last": result["history"][-1]["nmi_labels"]})
     layers = [r["layer"] for r in runs[0]["probe"] if r["layer"].startswith("conv")]
     print(f"linear probe, test accuracy (%), {args.n} CIFAR-10 images, {args.epochs} epochs, seeds {args.seeds}\n")

@@ -45,7 +45,7 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> dict:
     else:
         half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
     return {"mean": mean, "low": mean - half, "high": mean + half, "half": half, "n": len(x),
-            "method": f"t over {len(x)} seeds"}
+            "method": f"t over {len(x)} seed{'' if len(x) == 1 else 's'}"}
 
 
 def bootstrap_interval(correct_a: Sequence[bool], correct_b: Sequence[bool] | None = None, *,
@@ -102,7 +102,7 @@ def did_it_train(final_losses: Sequence[float], k: int, gaps: Sequence[float] | 
     The loss must sit below ``LOSS_SHARE`` x log k in every run (the network fits its
     pseudo-labels), and the gap's interval must lie above 0 (the features beat a random twin's).
     Returns ``{"trained", "fits_labels", "beats_random", "loss_share", "gap", "line"}``; ``line``
-    is the sentence the book prints.
+    is what the book prints (three short lines, to fit its column).
     """
     check_int(k, "k", 2, "k=100")
     losses = np.asarray(final_losses, dtype=np.float64)
@@ -119,7 +119,55 @@ def did_it_train(final_losses: Sequence[float], k: int, gaps: Sequence[float] | 
         why = "did NOT train: its loss stayed near log k, so its numbers decide nothing"
     else:
         why = "fits its pseudo-labels but its features are not above a random twin's"
-    line = (f"{why}; loss {losses.max():.2f} = {share:.2f} x log k ({math.log(k):.2f}), "
-            f"gap over random {format_interval(gap, 100)} points")
+    line = (f"{why}\n  loss {losses.max():.2f} = {share:.2f} x log k ({math.log(k):.2f})"
+            f"\n  best layer over random {format_interval(gap, 100)} points")
     return {"trained": trained, "fits_labels": fits, "beats_random": beats, "loss_share": share, "gap": gap,
             "line": line}
+
+
+def best_against_best(probe: list[dict], prefix: str = "conv") -> float:
+    """The best trained layer's accuracy minus the best random layer's, over the rows of a
+    :func:`dctutor.evaluate.compare_with_random` table whose layer starts with ``prefix``.
+
+    The two best layers may differ: a fair headline compares each network at its best."""
+    rows = [r for r in probe if r["layer"].startswith(prefix)]
+    if not rows:
+        raise ValueError(f"no layer of the table starts with {prefix!r}; pass one of its layer names' prefixes")
+    return max(r["trained"] for r in rows) - max(r["random"] for r in rows)
+
+
+def summarise_seeds(tables: Sequence[list[dict]], columns: Sequence[str] = ("trained", "random", "gain"),
+                    key: str = "layer") -> dict:
+    """One table per seed (rows keyed by ``key``) to ``{row: {column: t_interval}}`` over the seeds."""
+    if not tables:
+        raise ValueError("tables is empty; pass one table per seed")
+    names = [row[key] for row in tables[0]]
+    out = {}
+    for name in names:
+        rows = [next(r for r in table if r[key] == name) for table in tables]
+        out[name] = {column: t_interval([r[column] for r in rows]) for column in columns}
+    return out
+
+
+class ClaimFailed(AssertionError):
+    """A chapter's claim did not hold within the parameter range it was checked for."""
+
+
+def claim(holds: bool, statement: str, *, checked: bool, where: str) -> str:
+    """Check one claim a chapter makes, and print its verdict.
+
+    Within the range the claim was checked for (``checked``: e.g. the defaults that CI runs) a
+    claim that does not hold raises :class:`ClaimFailed`, so a chapter whose numbers drift stops
+    being green. Outside it (a reader exploring other parameters) the verdict is printed and the
+    chapter goes on: the claim was never made for those parameters. ``where`` names the checked
+    range and this run's values, for both messages.
+    """
+    if checked and not holds:
+        raise ClaimFailed(f"claim failed: {statement} ({where})")
+    if checked:
+        line = f"holds: {statement}"
+    else:
+        state = "holds here too" if holds else "does NOT hold here"
+        line = f"not checked for these parameters ({where}); {statement}: {state}"
+    print(line)
+    return line

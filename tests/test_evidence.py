@@ -58,3 +58,28 @@ def test_bad_inputs_name_the_parameter():
         did_it_train([float("nan")], 10, [0.1])
     with pytest.raises(ValueError, match="same test images"):
         bootstrap_interval([1, 0], [1, 0, 1])
+
+
+def test_a_claim_raises_only_inside_its_checked_range(capsys):
+    from dctutor.evidence import ClaimFailed, claim
+
+    assert claim(True, "NMI rises", checked=True, where="defaults").startswith("holds")
+    with pytest.raises(ClaimFailed, match="NMI rises .*epochs 4"):
+        claim(False, "NMI rises", checked=True, where="checked at epochs 4; here epochs=4")
+    line = claim(False, "NMI rises", checked=False, where="checked at epochs 4; here epochs=1")
+    assert "not checked" in line and "does NOT hold" in line and "epochs=1" in capsys.readouterr().out
+
+
+def test_best_against_best_and_seed_summaries():
+    from dctutor.evidence import best_against_best, summarise_seeds
+
+    probe = [{"layer": "conv1", "trained": 0.60, "random": 0.58, "gain": 0.02},
+             {"layer": "conv2", "trained": 0.70, "random": 0.55, "gain": 0.15},
+             {"layer": "knn fc7", "trained": 0.90, "random": 0.10, "gain": 0.80}]
+    assert best_against_best(probe) == pytest.approx(0.70 - 0.58)  # knn rows and layer pairing ignored
+    other = [dict(r, trained=r["trained"] + 0.02, gain=r["gain"] + 0.02) for r in probe]
+    summary = summarise_seeds([probe, other])
+    assert summary["conv2"]["trained"]["mean"] == pytest.approx(0.71)
+    assert summary["conv1"]["random"]["low"] == summary["conv1"]["random"]["high"] == pytest.approx(0.58)
+    with pytest.raises(ValueError, match="prefix"):
+        best_against_best(probe, prefix="fc")

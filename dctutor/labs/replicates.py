@@ -1,0 +1,110 @@
+"""Chapter 4's replicate runs: the same DeepCluster run for several seeds, probed against random twins,
+so that each comparison of the chapter comes with an interval over seeds."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from ..data import ImageDataset
+from ..deepcluster import DeepClusterConfig, DeepClusterRun, train_deepcluster
+from ..evaluate import compare_with_random, random_like
+from ..models import alexnet, small_input_for
+from ..evidence import did_it_train, t_interval, verdict
+from .inspect import knn_by_layer
+
+
+def train_run(data: ImageDataset, config: DeepClusterConfig, *, width: float, sobel: bool = True,
+              device: str = "auto") -> DeepClusterRun:
+    """A fresh AlexNet (seeded by ``config.seed``) trained by DeepCluster on ``data``."""
+    net = alexnet(config.k, sobel=sobel, small_input=small_input_for(data.image_size), width=width,
+                  seed=config.seed)
+    return train_deepcluster(net, data, config, device=device, progress=False)
+
+
+def replicate(train_set: ImageDataset, test_set: ImageDataset, config: DeepClusterConfig, seeds: Sequence[int], *,
+              width: float, sobel: bool = True, probe_epochs: int = 10, knn_layers: Sequence[str] = ("conv5", "fc6", "fc7"),
+              device: str = "auto") -> list[dict]:
+    """For each seed: ``{"seed", "run", "table"}``, the run of :func:`train_run` with ``config.seed =
+    seed`` and its :func:`dctutor.evaluate.compare_with_random` table on ``test_set``."""
+    out = []
+    for seed in seeds:
+        run = train_run(train_set, replace(config, seed=seed), width=width, sobel=sobel, device=device)
+        table = compare_with_random(run.model, train_set, test_set, knn_layers=list(knn_layers),
+                                    epochs=probe_epochs, seed=seed, device=device)
+        out.append({"seed": seed, "run": run, "table": table})
+    return out
+
+
+def knn_gaps(run: DeepClusterRun, train_set: ImageDataset, test_set: ImageDataset, table: list[dict],
+             layers: Sequence[str], seed: int) -> list[dict]:
+    """Where does kNN lose to the random twin? Per layer, trained minus random kNN accuracy (0-1) in
+    four settings, each a half of one set as memory and the other half scored, except the last:
+
+    * ``pseudo, train``: the last pseudo-labels on the training images (the pretext task);
+    * ``labels, train``: the classes on the training images;
+    * ``labels, test``: the classes on the test images only (images the network never saw);
+    * ``labels, train->test``: the classes, training images as memory, test images scored (the
+      test-set table's kNN rows).
+    """
+    twin = random_like(run.model, seed)
+    gaps = {}
+    for name, data, targets in (("pseudo, train", train_set, run.labels),
+                                ("labels, train", train_set, train_set.targets.numpy()),
+                                ("labels, test", test_set, test_set.targets.numpy())):
+        trained = knn_by_layer(run.model, data, np.asarray(targets), layers, seed=seed)
+        random = knn_by_layer(twin, data, np.asarray(targets), layers, seed=seed)
+        gaps[name] = {layer: trained[layer] - random[layer] for layer in layers}
+    gaps["labels, train->test"] = {layer: next(r["gain"] for r in table if r["layer"] == f"knn {layer}")
+                                   for layer in layers}
+    return [{"layer": layer, **{name: values[layer] for name, values in gaps.items()}} for layer in layers]
+
+
+def knn_diagnosis(summary: dict) -> dict[str, str]:
+    """Per layer, what the intervals of :func:`knn_gaps` (summarised over seeds) allow one to say
+    about kNN against the random twin: chosen by the numbers, never typed by hand."""
+    out = {}
+    for layer, cells in summary.items():
+        across, test, train = (verdict(cells[key]) for key in ("labels, train->test", "labels, test", "labels, train"))
+        if across != "lower":
+            out[layer] = f"test-set kNN is {'above random' if across == 'higher' else 'within noise of random'}"
+        elif test == "lower":
+            out[layer] = "below random on the test images alone too: not a train/test mismatch"
+        elif train == "lower":
+            out[layer] = "below random on the training images too"
+        else:
+            out[layer] = ("below random only with training images as memory for test images: "
+                          "a train/test shift")
+    return out
+
+
+def sweep_k(train_set: ImageDataset, test_set: ImageDataset, config: DeepClusterConfig, ks: Sequence[int],
+            seeds: Sequence[int], *, width: float, sobel: bool = True, probe_epochs: int = 10, layer: str = "conv5",
+            device: str = "auto") -> list[dict]:
+    """One short run per (k, seed), probed on ``layer`` against its random twin: rows ``k``, ``seed``,
+    ``loss`` (last epoch), ``nmi`` (last clustering against the labels), ``trained``, ``random``, ``gain``."""
+    rows = []
+    for k in ks:
+        for seed in seeds:
+            run = train_run(train_set, replace(config, k=k, seed=seed), width=width, sobel=sobel, device=device)
+            probe = compare_with_random(run.model, train_set, test_set, layers=[layer], epochs=probe_epochs,
+                                        seed=seed, device=device)[0]
+            rows.append({"k": k, "seed": seed, "loss": run.history[-1]["loss"], "nmi": run.history[-1]["nmi_labels"],
+                         "trained": probe["trained"], "random": probe["random"], "gain": probe["gain"]})
+    return rows
+
+
+def summarise_sweep(rows: list[dict]) -> dict:
+    """:func:`sweep_k`'s rows per k, over the seeds: ``per_k[k]`` holds t intervals of ``nmi``,
+    ``trained`` and ``gain`` and ``check``, the did-it-train verdict; ``best`` is the k with the highest
+    mean accuracy and ``lead[k]`` the interval of its lead over k, paired by seed."""
+    ks = list(dict.fromkeys(r["k"] for r in rows))
+    mine = {k: sorted((r for r in rows if r["k"] == k), key=lambda r: r["seed"]) for k in ks}
+    per_k = {k: {column: t_interval([r[column] for r in mine[k]]) for column in ("nmi", "trained", "gain")}
+             for k in ks}
+    for k in ks:
+        per_k[k]["check"] = did_it_train([r["loss"] for r in mine[k]], k, [r["gain"] for r in mine[k]])
+    best = max(ks, key=lambda k: per_k[k]["trained"]["mean"])
+    lead = {k: t_interval([b["trained"] - r["trained"] for b, r in zip(mine[best], mine[k])]) for k in ks if k != best}
+    return {"per_k": per_k, "best": best, "lead": lead}

@@ -1,0 +1,34 @@
+"""Tables the chapters show as HTML (pandas), sized for the book's column: intervals as text."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ..evidence import verdict
+
+
+def interval_text(interval: dict, scale: float = 100, digits: int = 1) -> str:
+    """``"+6.1 [+4.0, +8.2]"``: an interval's mean and 95 % bounds times ``scale``."""
+    mean, low, high = (scale * interval[key] for key in ("mean", "low", "high"))
+    if not math.isfinite(low):
+        return f"{mean:+.{digits}f} (1 seed)"
+    return f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
+def interval_frame(summary: dict, *, means: dict[str, str] | None = None, intervals: dict[str, str] | None = None,
+                   verdict_on: str | None = None, scale: float = 100, digits: int = 1, index: str = "layer",
+                   words: tuple[str, str, str] = ("higher", "lower", "within noise")) -> pd.DataFrame:
+    """One row per entry of ``summary`` (``{row: {column: t_interval}}``, e.g.
+    :func:`dctutor.evidence.summarise_seeds`): the mean of each column of ``means`` (column ->
+    header), each column of ``intervals`` as "mean [low, high]", and, for ``verdict_on``, the word its
+    interval allows (``words``: above 0, below 0, containing 0)."""
+    rows = []
+    for name, cells in summary.items():
+        row = {index: name}
+        row |= {title: round(scale * cells[key]["mean"], digits) for key, title in (means or {}).items()}
+        row |= {title: interval_text(cells[key], scale, digits) for key, title in (intervals or {}).items()}
+        if verdict_on is not None:
+            row["verdict"] = verdict(cells[verdict_on], *words)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(index)
