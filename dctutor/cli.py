@@ -471,8 +471,9 @@ def _explain(err: BaseException, command: str) -> str:
               else "lower --image-size (transfer) or --test-n (probe)")
     if isinstance(err, torch.cuda.OutOfMemoryError):
         return f"the device ran out of memory; {memory}, or run on a device with more memory"
-    if isinstance(err, MemoryError):
-        return str(err) if str(err) else f"this machine ran out of memory; {memory}"
+    if isinstance(err, MemoryError):  # ours already say what to lower; numpy's only how much it wanted
+        return str(err) if "stream" in str(err) else f"{str(err) or 'out of memory'}; this machine ran out of " \
+                                                     f"memory: {memory}"
     if isinstance(err, OSError) and err.strerror is not None:
         where = f"{err.strerror} ({err.filename or 'the output folder'})"
         if err.errno in _NO_SPACE:
