@@ -17,6 +17,7 @@ numbers and never typed by hand.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -93,7 +94,7 @@ def format_interval(interval: dict, scale: float = 1.0, digits: int = 1) -> str:
     return f"{m:+.{digits}f} {bounds} ({interval['method']})"
 
 
-def did_it_train(final_losses: Sequence[float], k: int, gaps: Sequence[float] | dict) -> dict:
+def did_it_train(final_losses: Sequence[float] | None, k: int, gaps: Sequence[float] | dict | None) -> dict:
     """Judge a setting from its runs: did the network learn anything worth comparing?
 
     ``final_losses`` are the last epoch's pseudo-label losses of each run (one per seed), ``k`` the
@@ -101,26 +102,38 @@ def did_it_train(final_losses: Sequence[float], k: int, gaps: Sequence[float] | 
     summarised by :func:`t_interval`) or an interval already computed (e.g. a bootstrap).
     The loss must sit below ``LOSS_SHARE`` x log k in every run (the network fits its
     pseudo-labels), and the gap's interval must lie above 0 (the features beat a random twin's).
-    Returns ``{"trained", "fits_labels", "beats_random", "loss_share", "gap", "line"}``; ``line``
-    is what the book prints (three short lines, to fit its column).
+    Either may be None when a saved study did not record it; the verdict then says what cannot be
+    told, and ``trained`` is False: an unjudged run decides nothing either.
+    Returns ``{"trained", "fits_labels", "beats_random", "loss_share", "gap", "line"}`` (None for
+    what was not recorded); ``line`` is what the book prints (three short lines, to fit its column).
     """
     check_int(k, "k", 2, "k=100")
-    losses = np.asarray(final_losses, dtype=np.float64)
-    if losses.ndim != 1 or len(losses) == 0 or not np.isfinite(losses).all():
-        raise ValueError(f"final_losses must be a non-empty list of finite losses (one per run), got {final_losses!r}")
-    gap = gaps if isinstance(gaps, dict) else t_interval(gaps)
-    share = float(losses.max() / math.log(k))
-    fits = share < LOSS_SHARE
-    beats = verdict(gap) == "higher"
-    trained = fits and beats
+    share = fits = gap = beats = None
+    if final_losses is not None:
+        losses = np.asarray(final_losses, dtype=np.float64)
+        if losses.ndim != 1 or len(losses) == 0 or not np.isfinite(losses).all():
+            raise ValueError(f"final_losses must be a non-empty list of finite losses (one per run), "
+                             f"got {final_losses!r}")
+        share = float(losses.max() / math.log(k))
+        fits = share < LOSS_SHARE
+    if gaps is not None:
+        gap = gaps if isinstance(gaps, dict) else t_interval(gaps)
+        beats = verdict(gap) == "higher"
+    trained = bool(fits and beats)
     if trained:
         why = "trained"
-    elif not fits:
+    elif fits is False:
         why = "did NOT train: its loss stayed near log k, so its numbers decide nothing"
+    elif beats is False:
+        why = "features not above a random twin's" + ("" if fits else " (loss not recorded)")
     else:
-        why = "fits its pseudo-labels but its features are not above a random twin's"
-    line = (f"{why}\n  loss {losses.max():.2f} = {share:.2f} x log k ({math.log(k):.2f})"
-            f"\n  best layer over random {format_interval(gap, 100)} points")
+        why = "cannot tell: " + ("no loss" if fits is None else "no random twin") + " was recorded"
+    parts = [why]
+    if share is not None:
+        parts.append(f"loss {losses.max():.2f} = {share:.2f} x log k ({math.log(k):.2f})")
+    if gap is not None:
+        parts.append(f"best layer over random {format_interval(gap, 100)} points")
+    line = "\n  ".join(parts)
     return {"trained": trained, "fits_labels": fits, "beats_random": beats, "loss_share": share, "gap": gap,
             "line": line}
 
@@ -160,7 +173,8 @@ def claim(holds: bool, statement: str, *, checked: bool, where: str) -> str:
     claim that does not hold raises :class:`ClaimFailed`, so a chapter whose numbers drift stops
     being green. Outside it (a reader exploring other parameters) the verdict is printed and the
     chapter goes on: the claim was never made for those parameters. ``where`` names the checked
-    range and this run's values, for both messages.
+    range and this run's values, for both messages. The printed verdict is wrapped to the book's
+    column (76 characters).
     """
     if checked and not holds:
         raise ClaimFailed(f"claim failed: {statement} ({where})")
@@ -169,5 +183,5 @@ def claim(holds: bool, statement: str, *, checked: bool, where: str) -> str:
     else:
         state = "holds here too" if holds else "does NOT hold here"
         line = f"not checked for these parameters ({where}); {statement}: {state}"
-    print(line)
+    print(textwrap.fill(line, width=76, subsequent_indent="  "))
     return line

@@ -83,3 +83,12 @@ def test_best_against_best_and_seed_summaries():
     assert summary["conv1"]["random"]["low"] == summary["conv1"]["random"]["high"] == pytest.approx(0.58)
     with pytest.raises(ValueError, match="prefix"):
         best_against_best(probe, prefix="fc")
+
+
+def test_a_study_that_recorded_no_loss_or_no_twin_is_not_called_trained():
+    no_loss = did_it_train(None, 100, [0.05, 0.06, 0.07])
+    assert not no_loss["trained"] and no_loss["fits_labels"] is None and "cannot tell" in no_loss["line"]
+    no_twin = did_it_train([2.0, 2.1], 100, None)
+    assert not no_twin["trained"] and no_twin["fits_labels"] and "no random twin" in no_twin["line"]
+    flat = did_it_train(None, 100, [0.01, -0.02, 0.0])
+    assert not flat["trained"] and "not above a random twin" in flat["line"]

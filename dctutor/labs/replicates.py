@@ -1,5 +1,5 @@
-"""Chapter 4's replicate runs: the same DeepCluster run for several seeds, probed against random twins,
-so that each comparison of the chapter comes with an interval over seeds."""
+"""Replicate runs: the same DeepCluster run for several seeds, probed against random twins, so that
+each comparison of chapters 4 and 6 comes with an interval over seeds."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -95,16 +95,19 @@ def sweep_k(train_set: ImageDataset, test_set: ImageDataset, config: DeepCluster
     return rows
 
 
-def summarise_sweep(rows: list[dict]) -> dict:
-    """:func:`sweep_k`'s rows per k, over the seeds: ``per_k[k]`` holds t intervals of ``nmi``,
-    ``trained`` and ``gain`` and ``check``, the did-it-train verdict; ``best`` is the k with the highest
-    mean accuracy and ``lead[k]`` the interval of its lead over k, paired by seed."""
-    ks = list(dict.fromkeys(r["k"] for r in rows))
-    mine = {k: sorted((r for r in rows if r["k"] == k), key=lambda r: r["seed"]) for k in ks}
-    per_k = {k: {column: t_interval([r[column] for r in mine[k]]) for column in ("nmi", "trained", "gain")}
-             for k in ks}
-    for k in ks:
-        per_k[k]["check"] = did_it_train([r["loss"] for r in mine[k]], k, [r["gain"] for r in mine[k]])
-    best = max(ks, key=lambda k: per_k[k]["trained"]["mean"])
-    lead = {k: t_interval([b["trained"] - r["trained"] for b, r in zip(mine[best], mine[k])]) for k in ks if k != best}
-    return {"per_k": per_k, "best": best, "lead": lead}
+def summarise_sweep(rows: list[dict], by: str = "k") -> dict:
+    """Rows of one run per (setting, seed), e.g. :func:`sweep_k`'s (``by="k"``) or chapter 6's halting
+    runs (``by="clusterings"``), each with ``seed``, ``k``, ``loss``, ``nmi``, ``trained`` and ``gain``,
+    summarised per setting over the seeds: ``per[setting]`` holds t intervals of ``nmi``, ``trained``
+    and ``gain`` and ``check``, the did-it-train verdict; ``best`` is the setting with the highest mean
+    accuracy and ``lead[setting]`` the interval of its lead over that setting, paired by seed."""
+    settings = list(dict.fromkeys(r[by] for r in rows))
+    mine = {s: sorted((r for r in rows if r[by] == s), key=lambda r: r["seed"]) for s in settings}
+    per = {s: {column: t_interval([r[column] for r in mine[s]]) for column in ("nmi", "trained", "gain")}
+           for s in settings}
+    for s in settings:
+        per[s]["check"] = did_it_train([r["loss"] for r in mine[s]], mine[s][0]["k"], [r["gain"] for r in mine[s]])
+    best = max(settings, key=lambda s: per[s]["trained"]["mean"])
+    lead = {s: t_interval([b["trained"] - r["trained"] for b, r in zip(mine[best], mine[s])])
+            for s in settings if s != best}
+    return {"per": per, "best": best, "lead": lead}

@@ -1,0 +1,90 @@
+"""The reference-results page: each benchmark's saved JSON as an HTML table, with intervals and the
+did-it-train verdict of every setting it compares (:mod:`dctutor.evidence`)."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ..evidence import best_against_best, did_it_train, summarise_seeds, t_interval, verdict
+from .tables import interval_frame, interval_text
+
+CONVS = ("conv1", "conv2", "conv3", "conv4", "conv5")
+
+
+def headline(saved: dict) -> dict:
+    """``bench_deepcluster.py``'s runs (one per seed; an older single-run file counts as one seed):
+    ``runs``, ``table`` (per layer, means and the gain's interval over the seeds), ``best`` (best
+    trained conv layer minus best random conv layer, interval over seeds) and ``check``."""
+    runs = saved.get("runs") or [saved]
+    k = (saved.get("settings", {}).get("knobs") or saved["args"])["k"]
+    gaps = [best_against_best(run["probe"]) for run in runs]
+    summary = summarise_seeds([run["probe"] for run in runs])
+    table = interval_frame(summary, means={"trained": "DC %", "random": "random %"},
+                           intervals={"gain": "gain [95 % CI]"}, verdict_on="gain")
+    return {"runs": runs, "table": table, "best": t_interval(gaps),
+            "check": did_it_train([run["history"][-1]["loss"] for run in runs], k, gaps)}
+
+
+def epoch_seconds(history: list[dict], skip_first: bool = True) -> float:
+    """Mean seconds per epoch (extraction + clustering + training), leaving out epoch 0 by default:
+    its time includes one-off warm-up (cuDNN autotuning, allocator growth)."""
+    rows = history[1:] if skip_first and len(history) > 1 else history
+    return sum(r["time_extract"] + r["time_cluster"] + r["time_train"] for r in rows) / len(rows)
+
+
+def crop_scale(saved: dict) -> tuple[pd.DataFrame, dict]:
+    """Per crop scale: best conv layer's accuracy (mean), best-against-best gain over the random twin
+    (interval over seeds) and the did-it-train verdict; and the verdicts themselves."""
+    rows, checks = [], {}
+    for scale in saved["args"]["scales"]:
+        mine = [r for r in saved["runs"] if r["scale"] == scale]
+        gaps = [best_against_best(r["probe"]) for r in mine]
+        losses = [r["loss_last"] for r in mine] if all("loss_last" in r for r in mine) else None
+        checks[scale] = did_it_train(losses, saved["args"]["k"], gaps)
+        best = [max(p["trained"] for p in r["probe"] if p["layer"] in CONVS) for r in mine]
+        rows.append({"crops": f"{scale:g}-1", "best conv %": round(100 * sum(best) / len(best), 1),
+                     "best vs random": interval_text(t_interval(gaps)),
+                     "trained?": "yes" if checks[scale]["trained"] else "no"})
+    return pd.DataFrame(rows).set_index("crops"), checks
+
+
+def collapse(grid: dict) -> pd.DataFrame:
+    """bench_collapse.py's summary rows, with the loss check per setting: the last loss of every run
+    that did not diverge, against log k (no probe was run, so no random twin)."""
+    rows = []
+    for t in grid["summary"]:
+        mine = [r for r in grid["runs"] if (r["regime"], r["defences"]) == (t["regime"], t["defences"])]
+        losses = [r["history"][-1]["loss"] for r in mine if not isinstance(r["error"], str)]
+        fits = did_it_train(losses, t["k"], None)["fits_labels"] if losses else None
+        rows.append({"regime": t["regime"], "defences": t["defences"].replace("defences ", ""),
+                     "runs": t["seeds"], "coll.": t.get("collapsed", 0), "div.": t.get("diverged", 0),
+                     "largest %": round(100 * t["final_largest"]["mean"], 1),
+                     "eff k/k": round(t["worst_eff_frac"]["min"], 2),
+                     "loss/log k": round(max(losses) / math.log(t["k"]), 2) if losses else float("nan"),
+                     "fits?": {True: "yes", False: "no", None: "-"}[fits]})
+    return pd.DataFrame(rows).set_index(["regime", "defences"])
+
+
+def gap_over_seeds(rows: list[dict], value: str, key: str, better: str = "DeepCluster",
+                   worse: str = "Random") -> dict:
+    """Paired by seed: ``value`` of the ``better`` init minus the ``worse`` one's, as a t interval."""
+    by_seed = {}
+    for r in rows:
+        by_seed.setdefault(r["seed"], {})[r[key]] = r[value]
+    return t_interval([v[better] - v[worse] for v in by_seed.values() if better in v and worse in v])
+
+
+def voc_protocol(saved: dict) -> pd.DataFrame:
+    """Per VOC-protocol variant and setting: both networks' mAP (mean over seeds) and the
+    DeepCluster-minus-random gap with its interval over seeds."""
+    rows = []
+    for variant, mode in dict.fromkeys((r["variant"], r["mode"]) for r in saved["rows"]):
+        mine = [r for r in saved["rows"] if (r["variant"], r["mode"]) == (variant, mode)]
+        mean = {init: 100 * sum(r["map"] for r in mine if r["init"] == init) / sum(r["init"] == init for r in mine)
+                for init in ("DeepCluster", "Random")}
+        gap = gap_over_seeds(mine, "map", "init")
+        rows.append({"variant": variant, "setting": mode.upper(), "DC": round(mean["DeepCluster"], 1),
+                     "random": round(mean["Random"], 1), "gap [95 % CI]": interval_text(gap),
+                     "verdict": verdict(gap, "DC higher", "DC lower")})
+    return pd.DataFrame(rows).set_index(["variant", "setting"])
