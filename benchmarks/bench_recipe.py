@@ -27,20 +27,7 @@ from dctutor.deepcluster import DeepClusterConfig, train_deepcluster
 from dctutor.evaluate import compare_with_random
 from dctutor.models import alexnet
 from dctutor.runs import read_json, write_json
-
-# Each recipe changes one or two knobs of the paper's (Sec. 3.4: lr 0.05, wd 1e-5, one pass per
-# clustering); k, batch and crop scale start from bench_deepcluster's CPU settings.
-PAPER = {"lr": 0.05, "k": 100, "weight_decay": 1e-5, "batch_size": 128, "train_passes": 1, "crop_scale": 0.3}
-RECIPES = {
-    "paper": {},
-    "k300": {"k": 300},
-    "lr0.1": {"lr": 0.1},
-    "wd5e-4": {"weight_decay": 5e-4},
-    "batch64": {"batch_size": 64},
-    "passes2": {"train_passes": 2},
-    "k300+wd5e-4": {"k": 300, "weight_decay": 5e-4},
-    "lr0.1+k300": {"lr": 0.1, "k": 300},
-}
+from recipes import RECIPES, recipe
 
 
 def split_train(root: Path, n: int, n_val: int):
@@ -53,7 +40,7 @@ def split_train(root: Path, n: int, n_val: int):
 
 
 def run_recipe(name: str, train, val, passes: int, width: float, seed: int, device: str) -> dict:
-    settings = PAPER | RECIPES[name]
+    settings = recipe(name)
     epochs = max(1, passes // settings["train_passes"])
     config = DeepClusterConfig(epochs=epochs, seed=seed, **settings)
     model = alexnet(settings["k"], sobel=True, small_input=True, width=width, seed=seed)

@@ -118,7 +118,8 @@ def did_it_train(final_losses: Sequence[float] | None, k: int, gaps: Sequence[fl
         fits = share < LOSS_SHARE
     if gaps is not None:
         gap = gaps if isinstance(gaps, dict) else t_interval(gaps)
-        beats = verdict(gap) == "higher"
+        if math.isfinite(gap["low"]):
+            beats = verdict(gap) == "higher"
     trained = bool(fits and beats)
     if trained:
         why = "trained"
@@ -126,8 +127,11 @@ def did_it_train(final_losses: Sequence[float] | None, k: int, gaps: Sequence[fl
         why = "did NOT train: its loss stayed near log k, so its numbers decide nothing"
     elif beats is False:
         why = "features not above a random twin's" + ("" if fits else " (loss not recorded)")
+    elif gap is not None:
+        why = "cannot tell: one run gives no interval on its gap over random"
     else:
-        why = "cannot tell: " + ("no loss" if fits is None else "no random twin") + " was recorded"
+        missing = [what for what, value in (("loss", fits), ("random twin", gap)) if value is None]
+        why = f"cannot tell: no {' and no '.join(missing)} recorded"
     parts = [why]
     if share is not None:
         parts.append(f"loss {losses.max():.2f} = {share:.2f} x log k ({math.log(k):.2f})")

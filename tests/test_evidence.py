@@ -92,3 +92,10 @@ def test_a_study_that_recorded_no_loss_or_no_twin_is_not_called_trained():
     assert not no_twin["trained"] and no_twin["fits_labels"] and "no random twin" in no_twin["line"]
     flat = did_it_train(None, 100, [0.01, -0.02, 0.0])
     assert not flat["trained"] and "not above a random twin" in flat["line"]
+
+
+def test_one_seed_fits_but_cannot_be_called_trained():
+    one = did_it_train([2.0], 100, [0.06])
+    assert one["fits_labels"] and one["beats_random"] is None and not one["trained"]
+    assert "one run gives no interval" in one["line"]
+    assert "no loss and no random twin" in did_it_train(None, 10, None)["line"]

@@ -58,7 +58,7 @@ def collapse(grid: dict) -> pd.DataFrame:
         losses = [r["history"][-1]["loss"] for r in mine if not isinstance(r["error"], str)]
         fits = did_it_train(losses, t["k"], None)["fits_labels"] if losses else None
         rows.append({"regime": t["regime"], "defences": t["defences"].replace("defences ", ""),
-                     "runs": t["seeds"], "coll.": t.get("collapsed", 0), "div.": t.get("diverged", 0),
+                     "coll.": t.get("collapsed", 0), "div.": t.get("diverged", 0),
                      "largest %": round(100 * t["final_largest"]["mean"], 1),
                      "eff k/k": round(t["worst_eff_frac"]["min"], 2),
                      "loss/log k": round(max(losses) / math.log(t["k"]), 2) if losses else float("nan"),
@@ -88,3 +88,22 @@ def voc_protocol(saved: dict) -> pd.DataFrame:
                      "random": round(mean["Random"], 1), "gap [95 % CI]": interval_text(gap),
                      "verdict": verdict(gap, "DC higher", "DC lower")})
     return pd.DataFrame(rows).set_index(["variant", "setting"])
+
+
+def probe_recipes(saved: dict) -> dict[str, dict]:
+    """Per probe recipe of ``bench_probe_recipe.py``: the did-it-train verdict of its one network
+    (best DeepCluster conv layer minus best random one; no loss or seeds were recorded)."""
+    out = {}
+    for recipe in dict.fromkeys(r["recipe"] for r in saved["rows"]):
+        table = [{"layer": layer, "trained": acc["DeepCluster"], "random": acc["random"]}
+                 for layer, acc in _by_layer(saved["rows"], recipe).items()]
+        out[recipe] = did_it_train(None, saved["args"]["run"]["k"], [best_against_best(table)])
+    return out
+
+
+def _by_layer(rows: list[dict], recipe: str) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for r in rows:
+        if r["recipe"] == recipe:
+            out.setdefault(r["layer"], {})[r["init"]] = r["accuracy"]
+    return out
