@@ -107,3 +107,17 @@ def _by_layer(rows: list[dict], recipe: str) -> dict[str, dict]:
         if r["recipe"] == recipe:
             out.setdefault(r["layer"], {})[r["init"]] = r["accuracy"]
     return out
+
+
+def recipe_search(saved: dict) -> pd.DataFrame:
+    """bench_recipe.py's candidates, one row each: what they change, the loss check, NMI, and the best
+    conv layer on the held-out training images against the best random layer."""
+    rows = []
+    for r in saved["rows"]:
+        check = did_it_train([r["loss"][-1]], r["settings"]["k"], None)
+        rows.append({"recipe": r["recipe"], "epochs": r["epochs"],
+                     "loss/log k": round(check["loss_share"], 2),
+                     "NMI": round(r["nmi_labels"][-1], 3), "best": r["best_layer"],
+                     "val %": round(100 * r["best_trained"], 1),
+                     "gap": round(100 * r["gap"], 1)})
+    return pd.DataFrame(rows).set_index("recipe").sort_values("gap", ascending=False)
