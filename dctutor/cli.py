@@ -308,7 +308,8 @@ def train(args: argparse.Namespace) -> int:
     _check_train_options(args)
     out = Path(args.out)
     before = _saved_settings(out)
-    _check_writable(out, "--out")
+    if group.is_main:  # the one process that writes; another's probe file could look foreign to it
+        _check_writable(out, "--out")
     # Results depend on the thread count (float sums are ordered per thread), so a run keeps its own:
     # a resume without --threads takes the saved one.
     threads = args.threads or (before or {}).get("threads")
@@ -472,15 +473,16 @@ def _explain(err: BaseException, command: str) -> str:
     if isinstance(err, torch.cuda.OutOfMemoryError):
         return f"the device ran out of memory; {memory}, or run on a device with more memory"
     if isinstance(err, MemoryError):  # ours already say what to lower; numpy's only how much it wanted
-        return str(err) if "stream" in str(err) else f"{str(err) or 'out of memory'}; this machine ran out of " \
-                                                     f"memory: {memory}"
+        if "stream" in str(err):
+            return str(err)
+        return f"{str(err) or 'out of memory'}; this machine ran out of memory: {memory}"
     if isinstance(err, OSError) and err.strerror is not None:
         where = f"{err.strerror} ({err.filename or 'the output folder'})"
         if err.errno in _NO_SPACE:
-            return f"{where}; the disk is full or the file too large for it: free space there (or use a folder on " \
-                   f"another disk), then {again}"
+            return (f"{where}; the disk is full or the file too large for it: free space there (or use a folder "
+                    f"on another disk), then {again}")
         if err.errno in _NOT_ALLOWED:
-            return f"{where}; it cannot be written or read: pick a folder you can write to, or change its permissions"
+            return f"{where}; change its permissions, or pick a path this user can read and write"
         if err.errno == errno.ENOENT:
             return f"{where}; check the path (a folder that vanished while running means the data changed)"
         return f"{where}; check the disk and the path, then {again}"
@@ -499,7 +501,8 @@ def _explain(err: BaseException, command: str) -> str:
         return f"{first}; if it was a passing interruption, {again}; report it with the command line if it repeats"
     if isinstance(err, NotImplementedError):  # a torch operation the chosen device lacks
         return f"{str(err).splitlines()[0][:300] if str(err) else 'not implemented'}; use --device cpu or cuda"
-    return str(err)
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _interrupt(signum, frame):

@@ -98,6 +98,10 @@ def _digest(value, digest) -> None:
         tensor = value.detach().cpu().contiguous()
         digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
+    elif isinstance(value, np.ndarray):  # format 1 labels, or an extra entry of save_model
+        array = np.ascontiguousarray(value)
+        digest.update(f"A{array.dtype}{array.shape}".encode())
+        digest.update(array.view(np.uint8).data if array.dtype != object else repr(array.tolist()).encode())
     elif isinstance(value, dict):
         digest.update(f"D{len(value)}".encode())
         for key, item in value.items():
@@ -127,6 +131,8 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
         torch.save(payload, tmp)
     except RuntimeError as err:  # torch's zip writer reports a full disk as "unexpected pos" or "file write failed"
         tmp.unlink(missing_ok=True)
+        if not any(sign in str(err) for sign in ("unexpected pos", "write failed", "PytorchStreamWriter")):
+            raise
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
         free = shutil.disk_usage(path.parent).free / 2**20
         raise OSError(errno.ENOSPC, f"writing the checkpoint failed ({reason}); the disk holding it has "

@@ -403,7 +403,7 @@ def test_an_out_that_cannot_be_written_is_refused_before_any_work(tmp_path, caps
     monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
     monkeypatch.setattr("dctutor.cli.load_dataset", lambda *a, **k: pytest.fail("data loaded"))
     err = _one_line_error(capsys, ["train", "--out", str(tmp_path / "run"), *TINY])
-    assert os.strerror(code) in err and "pick a folder you can write to" in err and "resume" not in err
+    assert os.strerror(code) in err and "change its permissions, or pick a path" in err and "resume" not in err
 
 
 @pytest.mark.parametrize("error, fix", [
