@@ -16,13 +16,25 @@ SMALL = {
     "03_sampling.ipynb": {"n_images": 1500, "largest": 200, "test_per_cluster": 20, "epochs": 6, "seeds": [0, 1],
                           "dc_images": 200, "dc_k": 20, "dc_epochs": 2, "dc_passes": 2, "dc_seeds": [0]},
     "04_deepcluster.ipynb": {"n_images": 400, "n_test": 200, "epochs": 2, "train_passes": 2, "k": 20,
-                             "rgb_epochs": 1, "k_sweep": [10, 20], "sweep_epochs": 1, "probe_epochs": 3, "save_to": ""},
+                             "rgb_epochs": 1, "k_sweep": [10, 20], "sweep_epochs": 1, "probe_epochs": 3, "save_to": "",
+                             "replicates": []},
     "05_voc_transfer.ipynb": {"n_train": 100, "image_size": 32, "pretrain_images": 500, "pretrain_epochs": 2,
                               "k": 20, "epochs_fc": 5, "epochs_all": 1, "n_crops": 2, "random_rgb": False, "checkpoint": ""},
     "06_what_makes_it_work.ipynb": {"n_images": 300, "n_test": 150, "k": 10, "ia_ks": [5, 10], "ia_seeds": 4,
                                     "n_runs": 3, "epochs": 2, "train_passes": 1, "k_sweep": [5, 10],
                                     "halt_sweep": [1], "probe_epochs": 2},
 }
+
+# The parameter sets of each chapter's "Try it" exercises (one dict per exercise that changes a
+# parameter), run on top of the chapter's SMALL parameters so that every exercise keeps working.
+# A chapter that ends with a "## Try it" section needs an entry here (see the test below).
+EXERCISES = {
+    "01_sobel.ipynb": [{"n_images": 100}],
+    "02_kmeans.ipynb": [{"seed": 1}],
+    "03_sampling.ipynb": [{"zipf_exponent": 1.0}],
+    "05_voc_transfer.ipynb": [{"n_crops": 1}],
+}
+TRY_IT = "## Try it"
 
 
 def _run(chapter: str, tmp_path: Path, parameters: dict) -> nbformat.NotebookNode:
@@ -35,6 +47,35 @@ def _run(chapter: str, tmp_path: Path, parameters: dict) -> nbformat.NotebookNod
 def test_every_chapter_has_small_parameters():
     assert CHAPTERS, "no chapter found under book/"
     assert set(CHAPTERS) == set(SMALL)
+
+
+def test_every_chapter_with_exercises_lists_their_parameters():
+    """Chapters whose last section is "Try it" and the chapters of EXERCISES are the same, and every
+    exercise sets parameters the chapter declares."""
+    with_try_it = set()
+    for chapter in CHAPTERS:
+        nb = nbformat.read(BOOK / chapter, as_version=4)
+        markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
+        if any(TRY_IT in text for text in markdown):
+            assert markdown[-1].lstrip().startswith(TRY_IT), f"{chapter}: 'Try it' is the last section"
+            with_try_it.add(chapter)
+    assert with_try_it == set(EXERCISES), "a chapter with a 'Try it' section needs an EXERCISES entry"
+    for chapter, exercises in EXERCISES.items():
+        declared = set(pm.inspect_notebook(str(BOOK / chapter)))
+        assert exercises, f"{chapter}: at least one exercise runs as a parameter set"
+        for exercise in exercises:
+            assert set(exercise) <= declared, f"{chapter}: {exercise} sets an unknown parameter"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("chapter, exercise", [(chapter, exercise) for chapter, exercises in EXERCISES.items()
+                                               for exercise in exercises])
+def test_try_it_exercise_runs_to_the_end(chapter, exercise, tmp_path):
+    """An exercise's parameters are outside the range a claim was checked for: the chapter prints the
+    claim's verdict and goes on, it never stops."""
+    nb = _run(chapter, tmp_path, SMALL[chapter] | exercise)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
 
 
 @pytest.mark.notebook

@@ -23,6 +23,8 @@ MARKER = '"google.colab" in sys.modules'
 # Chapters that train or extract features: Colab should offer them a GPU runtime.
 # The results page only reads JSON and draws it.
 NO_GPU = {"results.ipynb"}
+# The book's code column at a 1280 px window (tests/test_legibility.py checks every code line).
+MAX_LINE = 76
 
 
 def repository(config: Path = ROOT / "_config.yml") -> tuple[str, str]:
@@ -32,11 +34,21 @@ def repository(config: Path = ROOT / "_config.yml") -> tuple[str, str]:
 
 
 def install_cell(url: str, branch: str, gpu: bool) -> str:
-    """The source of the install cell: a no-op outside Colab."""
+    """The source of the install cell: a no-op outside Colab.
+
+    Every line fits the book's code column (MAX_LINE characters), so the comments sit on lines
+    of their own; a URL or branch too long for that is refused rather than written.
+    """
     extra, why = ("[gpu]", "with GPU faiss") if gpu else ("", "torch is preinstalled")
-    return (f'import sys\n\nREPOSITORY = "{url}"  # _config.yml\'s repository.url\n\n'
-            f"if {MARKER}:  # Colab: install dctutor ({why})\n"
-            f'    %pip install -q "dctutor{extra} @ git+{{REPOSITORY}}@{branch}"')
+    source = (f"import sys\n\n# _config.yml's repository.url\nREPOSITORY = \"{url}\"\n\n"
+              f"# Colab: install dctutor ({why})\nif {MARKER}:\n"
+              f'    %pip install -q "dctutor{extra} @ git+{{REPOSITORY}}@{branch}"')
+    wide = [line for line in source.splitlines() if len(line) > MAX_LINE]
+    if wide:
+        raise ValueError(f"the install cell would have lines over {MAX_LINE} characters (the book's "
+                         f"code column): {wide}; shorten repository.url or repository.branch in "
+                         "_config.yml")
+    return source
 
 
 def colab_metadata(gpu: bool) -> dict:
@@ -66,7 +78,8 @@ def synced(path: Path, url: str, branch: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook disagrees")
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 if a notebook disagrees")
     args = parser.parse_args(argv)
     url, branch = repository()
     stale = []
@@ -76,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             stale.append(path.name)
             if not args.check:
                 path.write_text(text)
-    verb = "disagree with _config.yml; run python tools/sync_notebooks.py" if args.check else "updated"
+    verb = ("disagree with _config.yml; run python tools/sync_notebooks.py" if args.check
+            else "updated")
     print(f"{', '.join(stale)}: {verb}" if stale else f"every notebook installs from {url}@{branch}")
     return 1 if args.check and stale else 0
 

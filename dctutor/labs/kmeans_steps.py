@@ -9,6 +9,8 @@
   NMI with the labels; :func:`plot_sorted_sizes` draws the sizes.
 * :func:`compare_implementations` runs dctutor's k-means, faiss and scikit-learn on the same
   points from the same initial centroids and measures one objective for all (Eq. 2).
+* :func:`reassignment_frame`, :func:`preprocessing_frame` and :func:`implementations_frame` show
+  those records as pandas DataFrames, the HTML tables the chapter displays.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 from ..clustering import KMeansResult, kmeans, pca_whiten
 from ..metrics import cluster_stats, nmi
@@ -72,6 +75,14 @@ def reassignment_table(result: KMeansResult) -> str:
     # Iterations counted from 1, as in the figures.
     lines += [f"{r.iteration + 1:>9} {r.empty:>13} {r.donor:>5} {r.n_moved:>12}" for r in result.reassignments]
     return "\n".join(lines)
+
+
+def reassignment_frame(result: KMeansResult) -> pd.DataFrame:
+    """The ``reassignments`` record of a k-means run as a table, one split per row, iterations
+    counted from 1 as in the figures (chapter 2 displays it)."""
+    return pd.DataFrame([{"iteration": r.iteration + 1, "empty cluster": r.empty, "donor": r.donor,
+                          "points moved": r.n_moved} for r in result.reassignments],
+                        columns=["iteration", "empty cluster", "donor", "points moved"])
 
 
 def replay_splits(x: np.ndarray, result: KMeansResult, iteration: int,
@@ -348,3 +359,29 @@ def format_table(rows: Sequence[dict], columns: Mapping[str, str]) -> str:
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
                      for line in cells)
+
+
+def preprocessing_frame(rows: Sequence[dict]) -> pd.DataFrame:
+    """:func:`compare_preprocessing`'s rows as a table, one row per variant, units in the header."""
+    return pd.DataFrame({
+        "variant": [row["name"] for row in rows],
+        "dim": [row["dim"] for row in rows],
+        "empty": [row["n_empty"] for row in rows],
+        "largest (%)": [round(100 * row["largest"], 1) for row in rows],
+        "effective k": [round(row["n_effective"], 1) for row in rows],
+        "NMI": [round(row["nmi"], 3) for row in rows],
+    }).set_index("variant")
+
+
+def implementations_frame(rows: Sequence[dict]) -> pd.DataFrame:
+    """:func:`compare_implementations`' rows as a table, one row per implementation ("-" where an
+    implementation does not report a number, e.g. scikit-learn's reassignments)."""
+    return pd.DataFrame({
+        "implementation": [row["name"] for row in rows],
+        "Eq. 2": [f"{row['objective']:.4f}" for row in rows],
+        "iterations": [row["iterations"] for row in rows],
+        "splits": ["-" if row["reassignments"] is None else row["reassignments"] for row in rows],
+        "empty": [row["n_empty"] for row in rows],
+        "time (s)": [f"{row['seconds']:.2f}" for row in rows],
+        "NMI with torch": [f"{row['nmi_torch']:.3f}" for row in rows],
+    }).set_index("implementation")
