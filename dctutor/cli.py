@@ -412,6 +412,7 @@ def transfer(args: argparse.Namespace) -> int:
         raise ValueError(f"--train-split and --test-split are both {args.train_split}; score on held-out images "
                          f"(train on train, report on val)")
     _check_transfer_options(args)
+    pretrained = load_model(run)  # first: a missing run is named as such, not as a missing output folder
     target = Path(args.json) if args.json else run / "transfer.json"
     if target.is_dir():
         raise ValueError(f"--json {target} is a folder; pass a file name, e.g. {target / 'transfer.json'}")
@@ -419,7 +420,6 @@ def transfer(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--json {target}: the folder {target.parent} does not exist; create it or pass "
                                 f"another path (checked before training, so no result is lost)")
     _check_writable(target.parent, "--json" if args.json else "--run")
-    pretrained = load_model(run)
     train_set = VOCClassification(args.voc, args.train_split, image_size=args.image_size, progress=False)
     test_set = VOCClassification(args.voc, args.test_split, image_size=args.image_size, progress=False)
     rows = compare_transfer({"DeepCluster": pretrained, "Random": random_like(pretrained, args.seed)}, train_set,
