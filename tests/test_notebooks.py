@@ -32,6 +32,7 @@ EXERCISES = {
     "01_sobel.ipynb": [{"n_images": 100}],
     "02_kmeans.ipynb": [{"seed": 1}],
     "03_sampling.ipynb": [{"zipf_exponent": 1.0}],
+    "04_deepcluster.ipynb": [{"epochs": 1}],
     "05_voc_transfer.ipynb": [{"n_crops": 1}],
 }
 TRY_IT = "## Try it"

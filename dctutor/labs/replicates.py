@@ -1,5 +1,5 @@
-"""Replicate runs: the same DeepCluster run for several seeds, probed against random twins, so that
-each comparison of chapters 4 and 6 comes with an interval over seeds."""
+"""Chapter 4's replicate runs: the same DeepCluster run for several seeds, probed against random
+twins, so that each comparison of the chapter comes with an interval over seeds."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -96,18 +96,20 @@ def sweep_k(train_set: ImageDataset, test_set: ImageDataset, config: DeepCluster
 
 
 def summarise_sweep(rows: list[dict], by: str = "k") -> dict:
-    """Rows of one run per (setting, seed), e.g. :func:`sweep_k`'s (``by="k"``) or chapter 6's halting
-    runs (``by="clusterings"``), each with ``seed``, ``k``, ``loss``, ``nmi``, ``trained`` and ``gain``,
+    """Rows of one run per (setting, seed), e.g. :func:`sweep_k`'s (``by="k"``), each with ``seed``, ``k``, ``loss``, ``nmi``, ``trained`` and ``gain``,
     summarised per setting over the seeds: ``per[setting]`` holds t intervals of ``nmi``, ``trained``
-    and ``gain`` and ``check``, the did-it-train verdict; ``best`` is the setting with the highest mean
-    accuracy and ``lead[setting]`` the interval of its lead over that setting, paired by seed."""
+    and ``gain`` and ``check``, the did-it-train verdict. Only settings whose runs fit their
+    pseudo-labels are compared (a run that did not learn decides nothing): ``best`` is the one of them
+    with the highest mean accuracy (None if none fits), ``lead[setting]`` the interval of its lead over
+    each other one, paired by seed, and ``left_out`` the settings that did not fit."""
     settings = list(dict.fromkeys(r[by] for r in rows))
     mine = {s: sorted((r for r in rows if r[by] == s), key=lambda r: r["seed"]) for s in settings}
     per = {s: {column: t_interval([r[column] for r in mine[s]]) for column in ("nmi", "trained", "gain")}
            for s in settings}
     for s in settings:
         per[s]["check"] = did_it_train([r["loss"] for r in mine[s]], mine[s][0]["k"], [r["gain"] for r in mine[s]])
-    best = max(settings, key=lambda s: per[s]["trained"]["mean"])
+    fitted = [s for s in settings if per[s]["check"]["fits_labels"]]
+    best = max(fitted, key=lambda s: per[s]["trained"]["mean"]) if fitted else None
     lead = {s: t_interval([b["trained"] - r["trained"] for b, r in zip(mine[best], mine[s])])
-            for s in settings if s != best}
-    return {"per": per, "best": best, "lead": lead}
+            for s in fitted if s != best}
+    return {"per": per, "best": best, "lead": lead, "left_out": [s for s in settings if s not in fitted]}
