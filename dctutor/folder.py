@@ -15,8 +15,8 @@ from .progress import tqdm
 
 
 def image_folder(path: Path, split: str) -> ImageFolder:
-    """The file list of ``path/split/<class>/*`` (or ``path/<class>/*`` when there is no split folder),
-    as a torchvision ``ImageFolder`` whose loader does not open anything yet."""
+    """The file list of ``path/split/<class>/*`` (or ``path/<class>/*``, the split ``"train"``, when
+    there is no split folder), as a torchvision ``ImageFolder`` whose loader does not open anything yet."""
     if not path.is_dir():
         raise FileNotFoundError(f"folder {str(path)!r} does not exist; 'folder:<path>' needs an ImageFolder "
                                 f"tree such as <path>/train/<class>/*.jpg")
@@ -26,6 +26,11 @@ def image_folder(path: Path, split: str) -> ImageFolder:
     elif any((path / s).is_dir() for s in ("train", "test", "val")):
         found = sorted(p.name for p in path.iterdir() if p.is_dir())
         raise ValueError(f"split={split!r} has no folder under {str(path)!r}; found {found}")
+    elif split != "train":
+        # A flat tree is one split: reading it as another would score a probe on its training images.
+        raise ValueError(f"split={split!r} but {str(path)!r} has no split folders, only <class>/ ones, so it "
+                         f"is read as split 'train'; to hold out images, move them to "
+                         f"{str(path / split)}/<class>/ and the rest to {str(path / 'train')}/<class>/")
     return _VisibleImageFolder(str(path), loader=lambda file: file,
                                is_valid_file=lambda file: _visible(file) and file.lower().endswith(IMG_EXTENSIONS))
 

@@ -22,19 +22,21 @@ class Param:
     """The type of a parameter and the values it may take, declared in a chapter's spec.
 
     ``low``/``high`` bound a number, or every entry of a list (``above=True``: ``low`` itself is
-    excluded, as for a learning rate); ``min_len`` is the fewest entries a list may have; ``choices``
+    excluded, as for a learning rate); ``item`` is the type every entry of a list must have;
+    ``min_len`` is the fewest entries a list may have; ``choices``
     are the allowed values, where a choice ending in ``<path>`` (``"folder:<path>"``) allows any
     value that starts with what comes before it. ``example`` is a valid value for the message
     (default: the bound, or the first choice). For instance::
 
         {"k": Param(int, low=2), "lr": Param(float, low=0, above=True, example=0.05),
-         "seeds": Param(list, low=0, min_len=1), "dataset": Param(str, choices=DATASETS)}
+         "seeds": Param(list, item=int, low=0, min_len=1), "dataset": Param(str, choices=DATASETS)}
     """
 
     type: type | tuple[type, ...]
     low: float | None = None
     high: float | None = None
     above: bool = False
+    item: type | None = None
     min_len: int = 0
     choices: Iterable[Any] | None = None
     example: Any = None
@@ -84,6 +86,9 @@ def _check_value(name: str, value: Any, param: Param) -> None:
     if isinstance(value, list) and len(value) < param.min_len:
         raise ValueError(f"parameter {name!r}={value!r} needs at least {param.min_len} entries{hint}")
     for entry in value if isinstance(value, list) else [value]:
+        if isinstance(value, list) and param.item is not None and not _accepts(entry, param.item):
+            raise TypeError(f"parameter {name!r}={value!r} must hold only {param.item.__name__} values, "
+                            f"got {entry!r}{hint}")
         if isinstance(entry, bool) or not isinstance(entry, (int, float)):
             if isinstance(value, list) and (param.low is not None or param.high is not None):
                 raise TypeError(f"parameter {name!r}={value!r} must hold numbers, got {entry!r}{hint}")
@@ -117,8 +122,10 @@ def injected_names(values: Mapping[str, Any]) -> set[str]:
             if isinstance(target, ast.Name)}
 
 
-def check_parameters(values: Mapping[str, Any], spec: Mapping[str, type | tuple[type, ...] | Param]) -> None:
-    """Check a chapter's parameters against ``spec``: names, types and ranges.
+def check_parameters(values: Mapping[str, Any], spec: Mapping[str, type | tuple[type, ...] | Param],
+                     relations: Mapping[str, str] | None = None) -> None:
+    """Check a chapter's parameters against ``spec``: names, types, ranges, and the relations
+    between them.
 
     Chapters call ``check_parameters(globals(), {...})`` right after their parameters cell. A spec
     entry is a type, a tuple of types (``(int, type(None))`` accepts None) or a :class:`Param` that
@@ -128,7 +135,13 @@ def check_parameters(values: Mapping[str, Any], spec: Mapping[str, type | tuple[
       :func:`injected_names`), with the closest known name, or for one the notebook lacks;
     * ``TypeError`` for a wrong type: papermill parses ``-p n_images 100`` as an int but
       ``-p n_images 1e3`` as a float and ``-r`` values as strings;
-    * ``ValueError`` for a value out of range or not among the choices (``k=0``, ``seed=-1``).
+    * ``ValueError`` for a value out of range or not among the choices (``k=0``, ``seed=-1``), or
+      for values that break one of ``relations``.
+
+    ``relations`` maps a Python expression over the parameters to the reason the chapter needs it,
+    e.g. ``{"k < n_images": "k-means needs more images than clusters"}``. They are checked once
+    every parameter has its type, so a chapter never fails minutes later, in another cell, on a
+    combination each value of which was fine alone.
     """
     unknown = sorted(injected_names(values) - set(spec))
     if unknown:
@@ -151,3 +164,22 @@ def check_parameters(values: Mapping[str, Any], spec: Mapping[str, type | tuple[
                 + (f"; pass {hint}" if hint else "")
             )
         _check_value(name, value, param)
+    for expression, why in (relations or {}).items():
+        _check_relation(expression, why, {name: values[name] for name in spec})
+
+
+_SAFE_BUILTINS = {"all": all, "any": any, "len": len, "max": max, "min": min, "sum": sum}
+
+
+def _check_relation(expression: str, why: str, values: Mapping[str, Any]) -> None:
+    nodes = [node for node in ast.walk(ast.parse(expression, mode="eval")) if isinstance(node, ast.Name)]
+    names = [node.id for node in sorted(nodes, key=lambda node: node.col_offset)]
+    unknown = sorted({n for n in names if n not in values and n not in _SAFE_BUILTINS})
+    if unknown:
+        raise NameError(f"relation {expression!r} names {unknown[0]!r}, which is not a parameter")
+    if eval(expression, {"__builtins__": _SAFE_BUILTINS}, dict(values)):  # the chapter's own text, not input
+        return
+    used = list(dict.fromkeys(n for n in names if n in values))
+    shown = ", ".join(f"{n}={values[n]!r}" for n in used)
+    raise ValueError(f"parameters {shown} must satisfy {expression} ({why}); change "
+                     + " or ".join(used))

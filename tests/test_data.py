@@ -155,3 +155,15 @@ def test_16_bit_images_keep_their_brightness_and_float_images_are_refused(tmp_pa
     Image.fromarray(np.full((8, 8), 0.5, dtype=np.float32)).save(tmp_path / "a" / "float.tiff")
     with pytest.raises(ValueError, match=r"float.tiff' has float pixels.*8-bit"):
         load_dataset(f"folder:{tmp_path}", image_size=8)
+
+
+def test_a_flat_folder_is_the_train_split_and_refuses_another(tmp_path):
+    """Without split folders every split would read the same images, and a probe would be scored on
+    its training set: any split but 'train' is refused, naming the folders to make."""
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / name / "a.png")
+    assert len(load_dataset(f"folder:{tmp_path}", "train", image_size=8)) == 2
+    for split in ("test", "unlabeled"):
+        with pytest.raises(ValueError, match=rf"split='{split}' but .* has no split folders.*{split}/<class>/"):
+            load_dataset(f"folder:{tmp_path}", split, image_size=8)

@@ -148,3 +148,25 @@ def test_check_cell_declares_every_parameter_and_accepts_defaults_and_small_ones
                 and getattr(node.func, "id", "") == "check_parameters")
     declared = {key.value for key in call.args[1].keys}
     assert declared == set(pm.inspect_notebook(str(BOOK / chapter))), "the check must know every parameter"
+
+
+@pytest.mark.parametrize("chapter, overrides, error, message", [
+    ("02_kmeans.ipynb", {"k": 600, "n_images": 500}, ValueError, r"k=600, n_images=500 must satisfy k < n_images"),
+    ("05_voc_transfer.ipynb", {"image_size": 100000}, ValueError, r"'image_size'=100000 must be <= 256"),
+    ("05_voc_transfer.ipynb", {"k": 5000}, ValueError, r"k=5000, pretrain_images=3000 must satisfy"),
+    ("06_what_makes_it_work.ipynb", {"k_sweep": [5000]}, ValueError, r"k_sweep=\[5000\].* must satisfy"),
+    ("06_what_makes_it_work.ipynb", {"ia_ks": [2.5]}, TypeError, r"'ia_ks'=\[2.5\] must hold only int"),
+    ("06_what_makes_it_work.ipynb", {"k": 1000}, ValueError, r"k=1000, .*n_images=1000 must satisfy"),
+])
+def test_check_cell_refuses_parameters_that_clash(chapter, overrides, error, message):
+    """A combination of values, each fine alone, that a later cell could not run fails in the check
+    cell, naming the values the reader passed."""
+    nb = nbformat.read(BOOK / chapter, as_version=4)
+    parameters = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    check = next(c.source for c in nb.cells if c.cell_type == "code" and "check_parameters(" in c.source
+                 and "globals()" in c.source)
+    namespace: dict = {}
+    exec(parameters, namespace)
+    namespace.update(overrides)
+    with pytest.raises(error, match=message):
+        exec(check, namespace)

@@ -79,3 +79,40 @@ def test_cuda_without_a_gpu_says_how_to_switch_the_colab_runtime(monkeypatch):
     with pytest.raises(ValueError, match=r"Runtime > Change runtime type") as info:
         pick_device("cuda")
     assert "\n" not in str(info.value)
+
+
+def test_a_list_of_whole_numbers_refuses_a_fraction():
+    spec = SPEC | {"k_sweep": Param(list, item=int, low=2)}
+    with pytest.raises(TypeError, match=r"parameter 'k_sweep'=\[2.5\] must hold only int values, got 2.5"):
+        check_parameters(GOOD | {"k_sweep": [2.5]}, spec)
+    check_parameters(GOOD | {"k_sweep": [2, 3]}, spec)
+
+
+RELATIONS = {"k < n_images": "k-means needs more images than clusters",
+             "max(k_sweep, default=2) < n_images": "each k of the sweep too"}
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"k": 100, "n_images": 100},
+     r"parameters k=100, n_images=100 must satisfy k < n_images \(k-means needs more images than clusters\); "
+     r"change k or n_images"),
+    ({"k_sweep": [10, 5000]}, r"k_sweep=\[10, 5000\], n_images=100 must satisfy max\(k_sweep, default=2\)"),
+])
+def test_a_broken_relation_between_parameters_names_both_values(bad, message):
+    with pytest.raises(ValueError, match=message):
+        check_parameters(GOOD | bad, SPEC, RELATIONS)
+    check_parameters(GOOD, SPEC, RELATIONS)
+    check_parameters(GOOD | {"k_sweep": []}, SPEC, RELATIONS)
+
+
+def test_a_relation_is_checked_only_after_every_type_and_cannot_name_an_unknown_parameter():
+    with pytest.raises(TypeError, match="parameter 'k' must be int"):
+        check_parameters(GOOD | {"k": "big"}, SPEC, RELATIONS)
+    with pytest.raises(NameError, match="relation 'k < n_img' names 'n_img', which is not a parameter"):
+        check_parameters(GOOD, SPEC, {"k < n_img": "typo"})
+
+
+@pytest.mark.parametrize("device", ["mps", "meta", "xpu"])
+def test_a_device_dctutor_does_not_support_is_refused_at_the_api(device):
+    with pytest.raises(ValueError, match=rf"device='{device}' is not supported by dctutor .*use 'auto', 'cpu' or 'cuda'"):
+        pick_device(device)
