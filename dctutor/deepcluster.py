@@ -64,8 +64,10 @@ from .features import extract_features
 from .metrics import cluster_stats, nmi
 from .models import Backbone, check_backbone
 from .progress import tqdm
+from .prototypes import PrototypeHead, match_labels, prototypes_from_labels
 from .runs import CHECKPOINT, check_resumable, load_checkpoint, save_checkpoint
 from .sampling import UniformLabelSampler
+from .sinkhorn import equal_partition
 from .stream import batches, pixel_hash
 from .validation import check_bool, check_choice, check_float, check_int
 
@@ -74,6 +76,8 @@ HISTORY_COLUMNS = ("epoch", "loss", "nmi_labels", "nmi_prev", "n_empty", "size_m
 # Purposes of the per-epoch random streams.
 _KMEANS, _TOP_LAYER, _SAMPLING, _DROPOUT, _CROPS = range(5)
 PRECISIONS = ("fp32", "bf16")
+LABELLERS = ("kmeans", "sinkhorn")
+HEADS = ("reinit", "prototypes")
 
 
 @dataclass
@@ -93,6 +97,16 @@ class DeepClusterConfig:
     and are off by default, so CPU results stay in float32. ``halt_clustering_after=E`` stops
     re-clustering after E clusterings (None: never): later epochs skip feature extraction and k-means
     and train on the last pseudo-labels, the cost saving of Mustapha et al. (2022, Sec. 4.2).
+
+    Two seams choose what comes after DeepCluster (chapter 7); the defaults are the paper's loop.
+    ``labeller`` turns the whitened features into pseudo-labels: ``"kmeans"`` (Sec. 3.2) or
+    ``"sinkhorn"``, clusters of equal size by optimal transport as in SeLa (Asano et al. 2020,
+    :mod:`dctutor.sinkhorn`; ``sinkhorn_epsilon`` is its entropy weight, ``sinkhorn_iters`` its
+    scalings per iteration, ``kmeans_iters`` its iterations). ``head`` is the top layer the network
+    trains through: ``"reinit"``, a new linear layer each clustering (Sec. 3.4), or
+    ``"prototypes"``, the cluster means as a fixed cosine classifier divided by ``temperature``, as
+    in DeepCluster-v2 (:mod:`dctutor.prototypes`), whose cluster ids are renamed after the previous
+    clustering's. An option that would change nothing for the chosen seam is refused.
     """
 
     k: int = 100
@@ -112,6 +126,11 @@ class DeepClusterConfig:
     crop_scale: float = 0.3
     precision: str = "fp32"
     channels_last: bool = False
+    labeller: str = "kmeans"
+    head: str = "reinit"
+    sinkhorn_epsilon: float = 0.05
+    sinkhorn_iters: int = 10
+    temperature: float = 0.1
 
     def __post_init__(self) -> None:
         for name, low, example in (("k", 2, "k=100"), ("epochs", 0, "epochs=10"), ("batch_size", 2, "batch_size=256"),
@@ -133,6 +152,22 @@ class DeepClusterConfig:
         check_bool(self.channels_last, "channels_last")
         if self.kmeans_backend == "faiss" and not self.reassign_empty:
             raise ValueError("reassign_empty=False needs kmeans_backend='torch' (faiss always splits empty clusters)")
+        self._check_seams()
+
+    def _check_seams(self) -> None:
+        check_choice(self.labeller, "labeller", LABELLERS)
+        check_choice(self.head, "head", HEADS)
+        check_float(self.sinkhorn_epsilon, "sinkhorn_epsilon", 0, "sinkhorn_epsilon=0.05 (SwAV's)", strict_low=True)
+        check_int(self.sinkhorn_iters, "sinkhorn_iters", 1, "sinkhorn_iters=10")
+        check_float(self.temperature, "temperature", 0, "temperature=0.1 (DeepCluster-v2's)", strict_low=True)
+        default = DeepClusterConfig.__dataclass_fields__
+        unused = {"kmeans": ("sinkhorn_epsilon", "sinkhorn_iters"), "sinkhorn": ("kmeans_backend", "reassign_empty")}
+        idle = [name for name in unused[self.labeller] if getattr(self, name) != default[name].default]
+        if self.head == "reinit" and self.temperature != default["temperature"].default:
+            idle.append("temperature")
+        if idle:
+            raise ValueError(f"{idle[0]}={getattr(self, idle[0])!r} does nothing with labeller={self.labeller!r} and "
+                             f"head={self.head!r}; leave it at its default, or choose the seam it belongs to")
 
 
 @dataclass
@@ -251,12 +286,24 @@ def _autocast(config: DeepClusterConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
 
+def _top_layer(model: Backbone, config: DeepClusterConfig, epoch: int | None,
+               prototypes: torch.Tensor | None = None) -> nn.Module:
+    """The top layer for epoch ``epoch``'s clustering: a fresh linear layer (v1), or the prototypes
+    (v2). ``epoch=None`` gives a placeholder of the right shape that a checkpoint's weights then fill."""
+    if config.head == "prototypes":
+        return PrototypeHead(torch.zeros(config.k, model.feature_dim) if prototypes is None else prototypes,
+                             config.temperature)
+    return model.new_top_layer(config.k, None if epoch is None else _generator(config.seed, epoch, _TOP_LAYER))
+
+
 def _train_epoch(model: Backbone, dataset: ImageDataset, labels: np.ndarray, optimizer, config, epoch: int,
-                 device: torch.device, progress: bool, new_top_layer: bool = True, group: Group = SINGLE) -> float:
-    if new_top_layer:  # False once clustering has halted: the labels, and so the top layer, stay meaningful
-        model.top_layer = model.new_top_layer(config.k, _generator(config.seed, epoch, _TOP_LAYER)).to(device)
-    # The top layer is trained without momentum, as in the reference code: it starts afresh with each clustering.
-    top_opt = torch.optim.SGD(model.top_layer.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+                 device: torch.device, progress: bool, top_layer: nn.Module | None, group: Group = SINGLE) -> float:
+    if top_layer is not None:  # None once clustering has halted: the labels, and so the top layer, stay meaningful
+        model.top_layer = top_layer.to(device)
+    # The top layer is trained without momentum, as in the reference code: it starts afresh with each
+    # clustering. Prototypes have no parameters: nothing trains them.
+    top_params = list(model.top_layer.parameters())
+    top_opt = torch.optim.SGD(top_params, lr=config.lr, weight_decay=config.weight_decay) if top_params else None
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     # A new wrapper each epoch: the top layer, one of the modules whose gradients it averages, is new.
@@ -274,10 +321,12 @@ def _train_epoch(model: Backbone, dataset: ImageDataset, labels: np.ndarray, opt
         with _autocast(config, device):
             loss = loss_fn(net(x), y)
         optimizer.zero_grad(set_to_none=True)
-        top_opt.zero_grad(set_to_none=True)
+        if top_opt is not None:
+            top_opt.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        top_opt.step()
+        if top_opt is not None:
+            top_opt.step()
         total += loss.detach().double() * len(y)
         count += len(y)
     average_buffers(model, group)
@@ -351,7 +400,7 @@ def _train(model, dataset, config, out, dev, progress, on_epoch_end, group, on_s
         state = load_checkpoint(ckpt)
         check_resumable(state, ckpt)
         _check_resume(state, config, model, data_id, files, ckpt)
-        model.top_layer = model.new_top_layer(config.k).to(dev)
+        model.top_layer = _top_layer(model, config, None).to(dev)
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -388,13 +437,24 @@ def _train(model, dataset, config, out, dev, progress, on_epoch_end, group, on_s
 def _train_halted(model, dataset, labels, optimizer, config, epoch, dev, progress, history, group) -> None:
     """One epoch after clustering has halted: train on the last pseudo-labels, top layer kept."""
     t0 = time.perf_counter()
-    loss = _train_epoch(model, dataset, labels, optimizer, config, epoch, dev, progress, new_top_layer=False,
+    loss = _train_epoch(model, dataset, labels, optimizer, config, epoch, dev, progress, top_layer=None,
                         group=group)
     t1 = time.perf_counter()
     check_diverged(model, loss, config.k, epoch, config.lr)
     row = history[-1] | {"epoch": epoch, "loss": loss, "nmi_prev": 1.0, "spread": float("nan"),
                          "time_extract": 0.0, "time_cluster": 0.0, "time_train": t1 - t0}
     history.append({key: row[key] for key in HISTORY_COLUMNS})
+
+
+def _label(feats: torch.Tensor, config: DeepClusterConfig, epoch: int, dev: torch.device) -> np.ndarray:
+    """Pseudo-labels of the features by the configured labeller, on whitened, normalised features."""
+    x = preprocess(feats, config.pca_dim)
+    seed = epoch_seed(config.seed, epoch, _KMEANS)
+    if config.labeller == "sinkhorn":
+        return equal_partition(x, config.k, n_iter=config.kmeans_iters, seed=seed, epsilon=config.sinkhorn_epsilon,
+                               sinkhorn_iters=config.sinkhorn_iters, device=dev).labels
+    return kmeans(x, config.k, n_iter=config.kmeans_iters, seed=seed, backend=config.kmeans_backend, device=dev,
+                  reassign_empty=config.reassign_empty).labels
 
 
 def _train_clustered(model, dataset, labels, optimizer, config, epoch, dev, progress, history, truth,
@@ -415,13 +475,18 @@ def _train_clustered(model, dataset, labels, optimizer, config, epoch, dev, prog
     spread = float(wide.var(0, correction=0).sum() / wide.square().sum(1).mean().clamp(min=1e-300))
     del wide
     t1 = time.perf_counter()
-    result = kmeans(preprocess(feats, config.pca_dim), config.k, n_iter=config.kmeans_iters,
-                    seed=epoch_seed(config.seed, epoch, _KMEANS), backend=config.kmeans_backend, device=dev,
-                    reassign_empty=config.reassign_empty)
+    new = _label(feats, config, epoch, dev)
     # Rank 0's clustering is everyone's: k-means on GPUs may differ in the last bit between processes.
-    new = broadcast(torch.from_numpy(result.labels).to(dev), group).cpu().numpy()
+    new = broadcast(torch.from_numpy(new).to(dev), group).cpu().numpy()
+    prototypes = None
+    if config.head == "prototypes":
+        new = new if labels is None else match_labels(labels, new, config.k)
+        # relu(embedding) is what the top layer sees: AlexNet's head ends in the ReLU its embedding
+        # leaves out, and ResNet's embedding is non-negative already (tests/test_prototypes.py).
+        prototypes = prototypes_from_labels(torch.relu(feats), new, config.k)
+    top_layer = _top_layer(model, config, epoch, prototypes)
     t2 = time.perf_counter()
-    loss = _train_epoch(model, dataset, new, optimizer, config, epoch, dev, progress, group=group)
+    loss = _train_epoch(model, dataset, new, optimizer, config, epoch, dev, progress, top_layer, group=group)
     t3 = time.perf_counter()
     check_diverged(model, loss, config.k, epoch, config.lr)
     row = {"epoch": epoch, "loss": loss,

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .models import Backbone, build
+from .prototypes import PrototypeHead
 
 CHECKPOINT = "checkpoint.pt"
 SETTINGS = "run.json"
@@ -261,6 +262,8 @@ def model_from_state(state: dict) -> Backbone:
         raise ValueError("the checkpoint holds no network (its 'model' weights with a top_layer, or its 'arch', "
                          "are missing); load a run folder written by dctutor train or dctutor.runs.save_model")
     model = build(arch, num_classes=int(top.shape[0]))
+    if "top_layer.temperature" in weights:  # a DeepCluster-v2 run: its top layer is the prototypes
+        model.top_layer = PrototypeHead(top, float(weights["top_layer.temperature"]))
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:  # weights of another shape or layer names: edited, or another arch
@@ -276,7 +279,7 @@ def describe_run(run: str | Path) -> dict:
     run = Path(run)
     settings = read_json(run / SETTINGS)
     keys = ("dataset", "split", "n", "image_size", "arch", "width", "rgb", "k", "batch_size", "lr", "seed",
-            "crop_scale")
+            "crop_scale", "labeller", "head")
     dataset = str(settings.get("dataset", ""))
     return {key: settings.get(key) for key in keys} | {
         # A folder is named by its last two parts: where it lived on the machine that ran says nothing.

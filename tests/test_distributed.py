@@ -26,21 +26,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run(out: Path, group: Group) -> None:
+def _run(out: Path, group: Group, seams: dict) -> None:
     torch.set_num_threads(1)
     model = alexnet(6, small_input=True, width=0.125, fc_dim=64, seed=0)
-    run = train_deepcluster(model, load_dataset("shapes", n=96, seed=1), DeepClusterConfig(**CONFIG), device="cpu",
-                            progress=False, group=group)
+    run = train_deepcluster(model, load_dataset("shapes", n=96, seed=1), DeepClusterConfig(**CONFIG | seams),
+                            device="cpu", progress=False, group=group)
     torch.save({"labels": run.labels_per_epoch, "state": model.state_dict(), "history": run.history},
                out / f"rank{group.rank}-of-{group.world_size}.pt")
 
 
-def _worker(rank: int, world_size: int, port: int, out: Path) -> None:
+def _worker(rank: int, world_size: int, port: int, out: Path, seams: dict) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_RANK=str(rank))
     group = from_environment()
     try:
-        _run(out, group)
+        _run(out, group, seams)
     finally:
         dist.destroy_process_group()
 
@@ -53,13 +53,14 @@ def test_shards_cover_every_image_once_in_order():
             assert max(map(len, parts)) - min(map(len, parts)) <= 1
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+# The paper's loop, and chapter 7's other corner: equal-size labels and the prototypes as the head.
+@pytest.fixture(scope="module", params=[{}, {"labeller": "sinkhorn", "head": "prototypes"}], ids=["v1", "v2"])
+def runs(tmp_path_factory, request):
     out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(2, _free_port(), out), nprocs=2, join=True)
-    _run(out, SINGLE)
+    mp.spawn(_worker, args=(2, _free_port(), out, request.param), nprocs=2, join=True)
+    _run(out, SINGLE, request.param)
     return {name: torch.load(out / f"{name}.pt", weights_only=False)
-            for name in ("rank0-of-2", "rank1-of-2", "rank0-of-1")}
+            for name in ("rank0-of-2", "rank1-of-2", "rank0-of-1")} | {"seams": request.param}
 
 
 def test_both_ranks_train_on_the_same_pseudo_labels_and_stay_in_sync(runs):
@@ -76,8 +77,11 @@ def test_two_processes_match_one_at_the_same_global_batch(runs):
     np.testing.assert_array_equal(runs["rank0-of-2"]["labels"][0], runs["rank0-of-1"]["labels"][0])
     # Training then sees the same images per global batch, but BatchNorm normalises each half on
     # its own, so the runs drift apart slowly: the loss within 5 %, the clusters mostly the same.
+    # The prototypes divide cosines by a temperature of 0.1, which magnifies those differences in
+    # the loss (a fresh linear layer starts with outputs near 0): 15 % there.
+    tolerance = 0.15 if runs["seams"] else 0.05
     for a, b in zip(two, one):
-        assert a["loss"] == pytest.approx(b["loss"], rel=0.05)
+        assert a["loss"] == pytest.approx(b["loss"], rel=tolerance)
     assert abs(two[-1]["nmi_labels"] - one[-1]["nmi_labels"]) < 0.1
 
 
