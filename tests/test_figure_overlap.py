@@ -66,6 +66,19 @@ def _history(epochs: int = 10, k: int = 30) -> list[dict]:
     return rows
 
 
+def _id_moves():
+    """Chapter 7's rows: four settings, three seeds, three pairs of consecutive clusterings."""
+    import pandas as pd
+
+    from dctutor.labs.successors import SEAMS
+    rng = np.random.default_rng(0)
+    return pd.DataFrame([{"setting": name, "seed": seed, "epoch": epoch, "changed": changed,
+                          "moved": moved, "nmi_prev": rng.uniform(0.3, 0.6)}
+                         for name, (changed, moved) in zip(SEAMS, [(0.95, 0.7), (0.66, 0.66), (0.95, 0.59),
+                                                                  (0.56, 0.56)])
+                         for seed in range(3) for epoch in range(1, 4)])
+
+
 def _probe_table() -> list[dict]:
     """The results page's rows: five conv layers, then kNN on three layers (benchmarks/bench_deepcluster.py)."""
     layers = ["conv1", "conv2", "conv3", "conv4", "conv5", "knn conv5", "knn fc6", "knn fc7"]
@@ -203,6 +216,12 @@ CASES: dict[str, list[typing.Callable[[], plt.Figure]]] = {
                                                              "high": float("nan"), "n": 3}, "shapes, k = 30")],
     "figures.plot_accuracy_sweeps": [lambda: figures.plot_accuracy_sweeps(*_sweep_rows(), 8),
                                      lambda: figures.plot_accuracy_sweeps([], _sweep_rows()[1], 8)],
+    "figures.plot_size_histories": [
+        lambda: figures.plot_size_histories({"k-means, no defences": [r | {"largest": max(r["sizes"]) / 600}
+                                                                     for r in _history(6)],
+                                             "Sinkhorn, plain shuffling": [r | {"largest": 0.04, "n_effective": 29.8}
+                                                                           for r in _history(6)]}, 30)],
+    "figures.plot_id_changes": [lambda: figures.plot_id_changes(_id_moves())],
     "imbalance.collapse_figure": [lambda: imbalance.collapse_figure(_zipf_split(), _head_runs())],
     "imbalance.curves_figure": [lambda: imbalance.curves_figure(_head_runs())],
     "imbalance.trajectories_figure": [

@@ -23,6 +23,8 @@ SMALL = {
     "06_what_makes_it_work.ipynb": {"n_images": 300, "n_test": 150, "k": 10, "ia_ks": [5, 10], "ia_seeds": 4,
                                     "n_runs": 3, "epochs": 2, "train_passes": 1, "k_sweep": [5, 10],
                                     "halt_sweep": [1], "probe_epochs": 2},
+    "07_after_deepcluster.ipynb": {"n_images": 200, "n_test": 100, "k": 10, "epochs": 2, "train_passes": 1,
+                                   "seeds": [0], "probe_epochs": 2},
 }
 
 # The parameter sets of each chapter's "Try it" exercises (one dict per exercise that changes a
@@ -34,6 +36,8 @@ EXERCISES = {
     "03_sampling.ipynb": [{"zipf_exponent": 1.0}],
     "04_deepcluster.ipynb": [{"epochs": 1}],
     "05_voc_transfer.ipynb": [{"n_crops": 1}],
+    "06_what_makes_it_work.ipynb": [{"ia_ks": [5, 10, 20]}],
+    "07_after_deepcluster.ipynb": [{"sinkhorn_iters": 1}],
 }
 TRY_IT = "## Try it"
 
@@ -68,24 +72,25 @@ def test_every_chapter_with_exercises_lists_their_parameters():
             assert set(exercise) <= declared, f"{chapter}: {exercise} sets an unknown parameter"
 
 
-@pytest.mark.notebook
-@pytest.mark.parametrize("chapter, exercise", [(chapter, exercise) for chapter, exercises in EXERCISES.items()
-                                               for exercise in exercises])
-def test_try_it_exercise_runs_to_the_end(chapter, exercise, tmp_path):
-    """An exercise's parameters are outside the range a claim was checked for: the chapter prints the
-    claim's verdict and goes on, it never stops."""
-    nb = _run(chapter, tmp_path, SMALL[chapter] | exercise)
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-
-
-@pytest.mark.notebook
-@pytest.mark.parametrize("chapter", CHAPTERS)
-def test_chapter_runs_with_small_parameters(chapter, tmp_path):
-    nb = _run(chapter, tmp_path, SMALL[chapter])
+def _runs_clean_with_plots(nb: nbformat.NotebookNode) -> None:
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2, "a chapter shows its results as plots"
+
+
+# Chapters 4 and 5 run together in test_chapter_5_transfers_the_network_chapter_4_saved.
+ALONE = [(chapter, exercise) for chapter in CHAPTERS if chapter not in ("04_deepcluster.ipynb", "05_voc_transfer.ipynb")
+         for exercise in EXERCISES.get(chapter, [{}])]
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("chapter, exercise", ALONE, ids=[chapter for chapter, _ in ALONE])
+def test_chapter_runs_with_small_parameters_and_each_exercise(chapter, exercise, tmp_path):
+    """Each chapter runs to the end on its SMALL parameters with one "Try it" exercise applied (the
+    plain SMALL run is the same chapter with one parameter less changed, so it is not run again).
+    An exercise's parameters are outside the range a claim was checked for: the chapter prints the
+    claim's verdict and goes on, it never stops."""
+    _runs_clean_with_plots(_run(chapter, tmp_path, SMALL[chapter] | exercise))
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
@@ -117,10 +122,13 @@ def test_bad_parameter_value_or_name_fails_in_the_check_cell(parameters, message
 
 @pytest.mark.notebook
 def test_chapter_5_transfers_the_network_chapter_4_saved(tmp_path):
+    """Chapters 4 and 5 on their SMALL parameters and exercises: 4 saves its network, 5 loads it."""
     saved = tmp_path / "chapter4"
-    _run("04_deepcluster.ipynb", tmp_path, SMALL["04_deepcluster.ipynb"] | {"save_to": str(saved)})
+    ch4, ch5 = "04_deepcluster.ipynb", "05_voc_transfer.ipynb"
+    _runs_clean_with_plots(_run(ch4, tmp_path, SMALL[ch4] | EXERCISES[ch4][0] | {"save_to": str(saved)}))
     assert (saved / "checkpoint.pt").is_file()
-    nb = _run("05_voc_transfer.ipynb", tmp_path, SMALL["05_voc_transfer.ipynb"] | {"checkpoint": str(saved)})
+    nb = _run(ch5, tmp_path, SMALL[ch5] | EXERCISES[ch5][0] | {"checkpoint": str(saved)})
+    _runs_clean_with_plots(nb)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "loaded chapter 4's network from" in text and "NMI(clusters, shape labels)" not in text
 

@@ -303,3 +303,43 @@ def plot_accuracy_sweeps(k_rows: Sequence[dict], halt_rows: Sequence[dict], epoc
     axes[1].set_title("accuracy against halting", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_size_histories(histories: dict[str, Sequence[dict]], k: int) -> plt.Figure:
+    """Per run (one line each), epoch by epoch: left, the share of the images in the largest
+    cluster; right, the number of clusters in use (exp of the entropy of the sizes), out of ``k``."""
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3))
+    for name, history in histories.items():
+        epochs = [row["epoch"] for row in history]
+        axes[0].plot(epochs, [row["largest"] for row in history], "o-", label=name)
+        axes[1].plot(epochs, [row["n_effective"] for row in history], "o-", label=name)
+    axes[0].axhline(1 / k, color="0.4", ls=":", lw=1)
+    axes[1].axhline(k, color="0.4", ls=":", lw=1)
+    axes[0].set_ylabel("largest cluster (share)")
+    axes[1].set_ylabel(f"clusters in use (of {k})")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(bottom=0)
+    axes[0].legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_id_changes(moves) -> plt.Figure:
+    """Per setting (a DataFrame of :func:`dctutor.labs.successors.id_changes` rows with a
+    ``setting`` column), the mean over seeds and epochs of the share of ids that changed and of
+    the images that really moved, as paired bars, with NMI(t-1, t) as a dot."""
+    means = moves.groupby("setting", sort=False)[["changed", "moved", "nmi_prev"]].mean()
+    fig, ax = plt.subplots(figsize=(7.2, 3.2))
+    y = np.arange(len(means))
+    ax.barh(y - 0.2, means["changed"], 0.4, label="ids changed")
+    ax.barh(y + 0.2, means["moved"], 0.4, label="images moved")
+    ax.plot(means["nmi_prev"], y, "kD", ms=5, label="NMI(t-1, t)")
+    ax.set_yticks(y, means.index, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.05)
+    ax.set_xlabel("share of the images (bars), NMI (dots)")
+    ax.legend(fontsize=8, frameon=False, loc="lower right", bbox_to_anchor=(1, 1.0), ncol=3)
+    fig.tight_layout()
+    return fig

@@ -2,7 +2,7 @@
 twins, so that each comparison of the chapter comes with an interval over seeds."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -82,16 +82,29 @@ def knn_diagnosis(summary: dict) -> dict[str, str]:
 def sweep_k(train_set: ImageDataset, test_set: ImageDataset, config: DeepClusterConfig, ks: Sequence[int],
             seeds: Sequence[int], *, width: float, sobel: bool = True, probe_epochs: int = 10, layer: str = "conv5",
             device: str = "auto") -> list[dict]:
-    """One short run per (k, seed), probed on ``layer`` against its random twin: rows ``k``, ``seed``,
-    ``loss`` (last epoch), ``nmi`` (last clustering against the labels), ``trained``, ``random``, ``gain``."""
+    """One short run per (k, seed), probed on ``layer`` against its random twin: the rows of
+    :func:`sweep_settings` for the settings ``{k: {"k": k}}``."""
+    return sweep_settings(train_set, test_set, config, {k: {"k": k} for k in ks}, seeds, width=width, sobel=sobel,
+                          probe_epochs=probe_epochs, layer=layer, device=device)
+
+
+def sweep_settings(train_set: ImageDataset, test_set: ImageDataset, config: DeepClusterConfig,
+                   settings: Mapping[object, dict], seeds: Sequence[int], *, width: float, sobel: bool = True,
+                   probe_epochs: int = 10, layer: str = "conv5", device: str = "auto") -> list[dict]:
+    """One short run per (setting, seed), ``config`` changed by the setting's fields, probed on
+    ``layer`` against its random twin: rows ``setting``, ``k``, ``seed``, ``loss`` (last epoch),
+    ``nmi`` (last clustering against the labels), ``trained``, ``random``, ``gain`` and the run's
+    ``history`` and ``labels_per_epoch``."""
     rows = []
-    for k in ks:
+    for name, fields in settings.items():
         for seed in seeds:
-            run = train_run(train_set, replace(config, k=k, seed=seed), width=width, sobel=sobel, device=device)
+            run = train_run(train_set, replace(config, **fields, seed=seed), width=width, sobel=sobel, device=device)
             probe = compare_with_random(run.model, train_set, test_set, layers=[layer], epochs=probe_epochs,
                                         seed=seed, device=device)[0]
-            rows.append({"k": k, "seed": seed, "loss": run.history[-1]["loss"], "nmi": run.history[-1]["nmi_labels"],
-                         "trained": probe["trained"], "random": probe["random"], "gain": probe["gain"]})
+            rows.append({"setting": name, "k": run.config.k, "seed": seed, "loss": run.history[-1]["loss"],
+                         "nmi": run.history[-1]["nmi_labels"], "trained": probe["trained"],
+                         "random": probe["random"], "gain": probe["gain"], "history": run.history,
+                         "labels_per_epoch": run.labels_per_epoch})
     return rows
 
 

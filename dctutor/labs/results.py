@@ -121,3 +121,20 @@ def recipe_search(saved: dict) -> pd.DataFrame:
                      "val %": round(100 * r["best_trained"], 1),
                      "gap": round(100 * r["gap"], 1)})
     return pd.DataFrame(rows).set_index("recipe").sort_values("gap", ascending=False)
+
+
+def successors(saved: dict) -> pd.DataFrame:
+    """bench_successors.py's four combinations, one row each: seeds, the loss check, the share of
+    ids that changed and of images that moved between clusterings, training minutes, and the best
+    conv layer over the best random one with its interval over the seeds and its verdict."""
+    rows = []
+    for name, cell in saved["summary"]["per"].items():
+        mine = [r for r in saved["rows"] if r["setting"] == name]
+        rows.append({"setting": name, "seeds": len(mine),
+                     "loss/log k": round(cell["check"]["loss_share"], 2),
+                     "ids changed": round(sum(r["ids_changed"] for r in mine) / len(mine), 2),
+                     "moved": round(sum(r["ids_moved"] for r in mine) / len(mine), 2),
+                     "min": round(sum(r["train_minutes"] for r in mine) / len(mine), 1),
+                     "gap [95 % CI]": interval_text(cell["gap"]),
+                     "verdict": verdict(cell["gap"]) if cell["gap"]["n"] > 1 else "1 seed"})
+    return pd.DataFrame(rows).set_index("setting")
