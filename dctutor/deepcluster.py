@@ -15,6 +15,11 @@ lists where it departs from the reference code and why:
 5. check that nothing diverged (loss, weights, BatchNorm statistics), then write an atomic
    checkpoint (:mod:`dctutor.runs`), so a run killed at any moment resumes exactly.
 
+Steps 2 and 3 are the loop's two seams (``DeepClusterConfig.labeller`` and ``head``, chapter 7):
+``labeller="sinkhorn"`` replaces k-means with equal-size clusters by optimal transport (SeLa), and
+``head="prototypes"`` replaces the fresh top layer with the cluster means as a fixed cosine
+classifier (DeepCluster-v2), the new ids renamed after the previous clustering's.
+
 ``history`` has one row per epoch with these columns:
 
 * ``epoch`` (0-based), ``loss`` (mean cross-entropy on the pseudo-labels during step 4);
