@@ -208,3 +208,14 @@ def test_the_cli_trains_resumes_and_probes_a_sinkhorn_prototypes_run(tmp_path, c
     with pytest.raises(SystemExit):
         main(["train", "--out", str(tmp_path / "b"), *tiny, "--temperature", "0.2"])
     assert "temperature=0.2 does nothing with labeller='kmeans' and head='reinit'" in capsys.readouterr().err
+
+
+def test_chapter_7_gives_each_combination_only_the_options_its_seams_use():
+    from dctutor.labs.successors import SEAMS, seam_settings
+
+    settings = seam_settings(sinkhorn_epsilon=0.1, sinkhorn_iters=1, temperature=1.0)
+    assert list(settings) == list(SEAMS)
+    for name, fields in settings.items():
+        config = _config(**fields)  # an option its seams ignore would be refused here
+        assert (config.sinkhorn_iters == 1) == (config.labeller == "sinkhorn"), name
+        assert (config.temperature == 1.0) == (config.head == "prototypes"), name

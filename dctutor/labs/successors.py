@@ -49,3 +49,18 @@ def id_changes(labels_per_epoch: Sequence[np.ndarray], k: int) -> list[dict]:
                      "moved": float((match_labels(before, after, k) != before).mean()),
                      "nmi_prev": nmi(before, after)})
     return rows
+
+
+def seam_settings(*, sinkhorn_epsilon: float, sinkhorn_iters: int, temperature: float) -> dict[str, dict]:
+    """:data:`SEAMS` with each combination's own options filled in: the Sinkhorn ones where the
+    labeller is Sinkhorn, the temperature where the head is the prototypes. A run never carries an
+    option its seams would ignore (the config refuses those)."""
+    out = {}
+    for name, fields in SEAMS.items():
+        extra = {}
+        if fields["labeller"] == "sinkhorn":
+            extra |= {"sinkhorn_epsilon": sinkhorn_epsilon, "sinkhorn_iters": sinkhorn_iters}
+        if fields["head"] == "prototypes":
+            extra["temperature"] = temperature
+        out[name] = fields | extra
+    return out
