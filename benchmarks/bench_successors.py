@@ -8,8 +8,7 @@ Each (combination, seed) trains on the first ``--n`` images of one fixed shuffle
 split, with the paper's recipe of ``recipes.py`` (so the four differ only in the two seams), and is
 scored by linear probes on ``--n-test`` test images against the same network before training.
 Results merge into one JSON per run of the script, so the seeds can run in separate processes; its
-``summary`` holds, per combination, the did-it-train verdict and the best-against-best gap over the
-seeds (t interval), and the best combination's lead over each other one, paired by seed.
+``summary`` is :func:`dctutor.labs.replicates.summarise_sweep`'s, as in chapter 7.
 """
 from __future__ import annotations
 
@@ -25,7 +24,8 @@ from bench_deepcluster import data_folder
 from dctutor.data import load_dataset
 from dctutor.deepcluster import DeepClusterConfig, train_deepcluster
 from dctutor.evaluate import compare_with_random
-from dctutor.evidence import best_against_best, did_it_train, t_interval
+from dctutor.evidence import best_against_best
+from dctutor.labs.replicates import summarise_sweep
 from dctutor.labs.successors import SEAMS, id_changes
 from dctutor.models import alexnet
 from dctutor.runs import read_json, write_json
@@ -44,29 +44,20 @@ def run_one(name: str, train, test, passes: int, width: float, seed: int, device
     return {"setting": name, "seed": seed, "train_minutes": minutes, "epochs": config.epochs,
             "loss": [r["loss"] for r in run.history], "nmi_labels": [r["nmi_labels"] for r in run.history],
             "largest": [r["largest"] for r in run.history], "seconds_cluster": [r["time_cluster"] for r in run.history],
-            "log_k": math.log(config.k), "probe": table, "gap": best_against_best(table),
+            "k": config.k, "log_k": math.log(config.k), "probe": table, "gap": best_against_best(table),
+            "best_trained": max(r["trained"] for r in table if r["layer"].startswith("conv")),
             "ids_changed": float(np.mean([m["changed"] for m in moves])),
             "ids_moved": float(np.mean([m["moved"] for m in moves]))}
 
 
-def summarise(rows: list[dict], k: int) -> dict:
-    """Per combination: the did-it-train verdict and the gap's t interval over the seeds; the best
-    trained combination's lead over each other one, paired by seed."""
-    per = {}
-    for name in SEAMS:
-        mine = sorted((r for r in rows if r["setting"] == name), key=lambda r: r["seed"])
-        if mine:
-            per[name] = {"seeds": [r["seed"] for r in mine], "gap": t_interval([r["gap"] for r in mine]),
-                         "check": did_it_train([r["loss"][-1] for r in mine], k, [r["gap"] for r in mine])}
-    trained = [name for name in per if per[name]["check"]["trained"]]
-    best = max(trained, key=lambda name: per[name]["gap"]["mean"]) if trained else None
-    lead = {}
-    for name in trained:
-        if name != best:
-            pairs = {r["seed"]: r["gap"] for r in rows if r["setting"] == name}
-            lead[name] = t_interval([r["gap"] - pairs[r["seed"]] for r in rows
-                                     if r["setting"] == best and r["seed"] in pairs])
-    return {"per": per, "best": best, "lead": lead}
+def summarise(rows: list[dict]) -> dict:
+    """The rows as :func:`dctutor.labs.replicates.summarise_sweep` compares settings everywhere in the
+    book: per combination the did-it-train verdict and t intervals over the seeds (``trained``: the
+    best trained conv layer; ``gain``: it minus the best random conv layer), and the best fitted
+    combination's lead over each other one, paired by seed."""
+    return summarise_sweep([{"setting": r["setting"], "seed": r["seed"], "k": r["k"], "loss": r["loss"][-1],
+                             "nmi": r["nmi_labels"][-1], "trained": r["best_trained"], "gain": r["gap"]}
+                            for r in rows], by="setting")
 
 
 def main() -> None:
@@ -96,7 +87,7 @@ def main() -> None:
             rows = [r for r in rows if (r["setting"], r["seed"]) != (name, seed)] + [row]
             write_json(out, {"n_train": len(train), "n_test": len(test), "passes": args.passes,
                              "width": args.width, "threads": args.threads, "recipe": recipe("paper"),
-                             "rows": rows, "summary": summarise(rows, recipe("paper")["k"])})
+                             "rows": rows, "summary": summarise(rows)})
             print(f"{name}, seed {seed}: loss {row['loss'][-1]:.2f} (log k {row['log_k']:.2f}), gap "
                   f"{100 * row['gap']:+.1f}, ids changed {row['ids_changed']:.2f} (moved {row['ids_moved']:.2f}), "
                   f"{row['train_minutes']:.1f} min", flush=True)

@@ -123,6 +123,7 @@ def summarise_sweep(rows: list[dict], by: str = "k") -> dict:
         per[s]["check"] = did_it_train([r["loss"] for r in mine[s]], mine[s][0]["k"], [r["gain"] for r in mine[s]])
     fitted = [s for s in settings if per[s]["check"]["fits_labels"]]
     best = max(fitted, key=lambda s: per[s]["trained"]["mean"]) if fitted else None
-    lead = {s: t_interval([b["trained"] - r["trained"] for b, r in zip(mine[best], mine[s])])
-            for s in fitted if s != best}
+    # Paired by seed, so that a setting still missing a seed is compared on the seeds both have.
+    lead = {s: t_interval([b["trained"] - other[b["seed"]]["trained"] for b in mine[best] if b["seed"] in other])
+            for s in fitted if s != best for other in [{r["seed"]: r for r in mine[s]}]}
     return {"per": per, "best": best, "lead": lead, "left_out": [s for s in settings if s not in fitted]}

@@ -135,6 +135,6 @@ def successors(saved: dict) -> pd.DataFrame:
                      "ids changed": round(sum(r["ids_changed"] for r in mine) / len(mine), 2),
                      "moved": round(sum(r["ids_moved"] for r in mine) / len(mine), 2),
                      "min": round(sum(r["train_minutes"] for r in mine) / len(mine), 1),
-                     "gap [95 % CI]": interval_text(cell["gap"]),
-                     "verdict": verdict(cell["gap"]) if cell["gap"]["n"] > 1 else "1 seed"})
+                     "gap [95 % CI]": interval_text(cell["gain"]),
+                     "verdict": verdict(cell["gain"]) if cell["gain"]["n"] > 1 else "1 seed"})
     return pd.DataFrame(rows).set_index("setting")

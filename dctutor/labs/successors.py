@@ -32,9 +32,8 @@ def compare_labellers(x: np.ndarray, k: int, seeds: Sequence[int], *, n_iter: in
             labels = label().labels
             seconds = time.perf_counter() - start
             stats = cluster_stats(labels, k)
-            rows.append({"labeller": name, "seed": seed, "seconds": seconds,
-                         "sizes": np.sort(np.bincount(labels, minlength=k))[::-1]}
-                        | {key: value for key, value in stats.items() if key != "sizes"})
+            rows.append(stats | {"labeller": name, "seed": seed, "seconds": seconds,
+                                 "sizes": np.sort(stats["sizes"])[::-1]})
     return rows
 
 
