@@ -25,10 +25,11 @@ chapters: $(VENV)/.installed
 html: $(VENV)/.installed
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
-# Unit tests, papermill runs of every chapter, and nbval on the committed notebooks.
+# Unit tests, papermill runs of every chapter, and nbval on the committed notebooks, on two
+# pytest-xdist workers (conftest.py groups the work); the chapters go first, being the longest.
 # pytest exits 5 when it collects nothing, which fails this target too.
 test: $(VENV)/.installed
-	$(PY) -m pytest tests book --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	$(PY) -m pytest book tests -n 2 --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 clean:
 	rm -rf _build
