@@ -198,9 +198,6 @@ def overflow_report():
     (SHOTS / "overflow.txt").write_text("\n".join(lines) + "\n")
 
 
-@pytest.mark.xfail(strict=False, reason="the chapter notebooks are wrapped at 88 characters and some outputs are "
-                   "wider than the column; they are being rewrapped to 76 (issue 22, item 2). Remove this mark "
-                   "once _build/screenshots/overflow.txt lists no block.")
 @pytest.mark.parametrize("page", PAGES)
 def test_nothing_scrolls_sideways_at_1280_px(browser, site, page, overflow_report):
     """No code block, output block or table (nor math, nor the page itself) is wider than its box:

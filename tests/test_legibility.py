@@ -25,15 +25,7 @@ def test_no_code_line_is_wider_than_the_code_column(notebook):
     assert not wide, f"{notebook}: lines over {MAX_CHARS} characters:\n" + "\n".join(wide)
 
 
-# Known: chapter 4's did-it-train line for an untrained k and chapter 6's data-set and r lines
-# still pass 76 characters; their prints are short to wrap, but both chapters take many minutes
-# to re-execute. Strict, so the mark goes when they are fixed.
-PRINTS_PAST_THE_COLUMN = {"04_deepcluster.ipynb", "06_what_makes_it_work.ipynb"}
-
-
-@pytest.mark.parametrize("notebook", [
-    pytest.param(nb, marks=pytest.mark.xfail(strict=True, reason="a print still passes 76 characters"))
-    if nb in PRINTS_PAST_THE_COLUMN else nb for nb in NOTEBOOKS])
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_no_printed_line_is_wider_than_the_code_column(notebook):
     """Printed text (stdout, and plain-text results that have no HTML or image form) fits too;
     tables are HTML DataFrames, which the browser test checks at 1280 px."""
