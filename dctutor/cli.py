@@ -1,5 +1,6 @@
-"""Command line for long runs outside notebooks: ``python -m dctutor train|probe|transfer ...``.
+"""Command line for long runs outside notebooks: ``python -m dctutor train|probe|transfer|prepare ...``.
 
+    python -m dctutor prepare cifar10 --download --out data/cifar10-jpeg
     python -m dctutor train --dataset shapes --n 2000 --epochs 5 --k 50 --out runs/x
     python -m dctutor probe --run runs/x --test-n 1000
     python -m dctutor transfer --run runs/x --voc data --image-size 64
@@ -13,7 +14,9 @@ N processes (:mod:`dctutor.distributed`), and a run resumes with any number of t
 the data) and ``history.csv``/``history.json`` after every epoch (:mod:`dctutor.runs`). ``probe``
 prints the linear probe per layer and the kNN accuracy beside a random-init twin (Sec. 4.3),
 saving ``probe.json``; it refuses to score on the images the run trained on. ``transfer`` trains
-the run's network and a random twin on VOC 2007 (Sec. 4.4) and saves ``transfer.json``. Every
+the run's network and a random twin on VOC 2007 (Sec. 4.4) and saves ``transfer.json``. ``prepare``
+writes CIFAR-10 or STL-10, from torchvision's copy of the public files, as the JPEG folder tree the
+benchmarks read (:mod:`dctutor.prepare`). Every
 error is one line naming the problem and the fix that fits it (free space, permissions, another
 device, other options, changed data, or a rerun after a transient interruption); Ctrl-C says how to
 resume. An option that would change nothing for the chosen architecture or mode (``--width`` of a
@@ -37,6 +40,7 @@ from .deepcluster import DeepClusterConfig, train_deepcluster
 from .distributed import from_environment
 from .evaluate import MIN_STEPS, compare_with_random, random_like
 from .models import BACKBONES, small_input_for
+from .prepare import SOURCES, prepare
 from .runs import (CHECKPOINT, SETTINGS, format_history, load_checkpoint, load_model, model_from_state, read_json,
                    write_history, write_json)
 from .transfer import CROPS, MODES, compare_transfer
@@ -195,6 +199,12 @@ def _parser() -> argparse.ArgumentParser:
     transfer.add_argument("--seed", type=_count(0), default=0, help="seed of the random twin and the transfer")
     transfer.add_argument("--device", type=_device, default="auto", help="auto, cpu or cuda")
     transfer.add_argument("--json", default=None, help="where to save the numbers (default <run>/transfer.json)")
+    make = sub.add_parser("prepare", help="write CIFAR-10 or STL-10 as the JPEG folder tree the benchmarks read",
+                          allow_abbrev=False)
+    make.add_argument("name", choices=SOURCES, help="the data set")
+    make.add_argument("--out", required=True, help="the folder to create (train/<class>/*.jpg, test/...)")
+    make.add_argument("--root", default="data", help="where torchvision keeps (or downloads) the public files")
+    make.add_argument("--download", action="store_true", help="fetch the public files first (needs internet)")
     return parser
 
 
@@ -462,6 +472,13 @@ _TORCH_CAUSES = (
 )
 
 
+def prepare_command(args: argparse.Namespace) -> int:
+    out = prepare(args.name, args.out, root=args.root, download=args.download)
+    print(f"wrote {args.name} to {out}; benchmarks read it with --data {out}, load_dataset with "
+          f"'folder:{out}'")
+    return 0
+
+
 def _explain(err: BaseException, command: str) -> str:
     """One line for a failure: what went wrong and the fix that fits it (free space, permissions,
     another device, other options, changed data), and "run the same command again" only where a
@@ -513,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m dctutor`` and the ``dctutor`` script."""
     parser = _parser()
     args = parser.parse_args(argv)
-    command = {"train": train, "probe": probe, "transfer": transfer}[args.command]
+    command = {"train": train, "probe": probe, "transfer": transfer, "prepare": prepare_command}[args.command]
     # Both signals are set explicitly: a process started in the background inherits SIGINT ignored.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
