@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from .data import DATASETS, default_image_size, load_dataset
+from .data import DATASETS, MissingDataError, default_image_size, load_dataset
 from .deepcluster import DeepClusterConfig, train_deepcluster
 from .distributed import from_environment
 from .evaluate import MIN_STEPS, compare_with_random, random_like
@@ -202,8 +202,9 @@ def _parser() -> argparse.ArgumentParser:
     make = sub.add_parser("prepare", help="write CIFAR-10 or STL-10 as the JPEG folder tree the benchmarks read",
                           allow_abbrev=False)
     make.add_argument("name", choices=SOURCES, help="the data set")
-    make.add_argument("--out", required=True, help="the folder to create (train/<class>/*.jpg, test/...)")
-    make.add_argument("--root", default="data", help="where torchvision keeps (or downloads) the public files")
+    make.add_argument("--out", type=_folder, required=True,
+                      help="the folder to create (train/<class>/*.jpg, test/...)")
+    make.add_argument("--data-root", default="data", help="where torchvision keeps (or downloads) the public files")
     make.add_argument("--download", action="store_true", help="fetch the public files first (needs internet)")
     return parser
 
@@ -473,7 +474,7 @@ _TORCH_CAUSES = (
 
 
 def prepare_command(args: argparse.Namespace) -> int:
-    out = prepare(args.name, args.out, root=args.root, download=args.download)
+    out = prepare(args.name, args.out, root=args.data_root, download=args.download)
     print(f"wrote {args.name} to {out}; benchmarks read it with --data {out}, load_dataset with "
           f"'folder:{out}'")
     return 0
@@ -493,6 +494,10 @@ def _explain(err: BaseException, command: str) -> str:
         if "stream" in str(err):
             return str(err)
         return f"{str(err) or 'out of memory'}; this machine ran out of memory: {memory}"
+    if isinstance(err, MissingDataError):
+        instead = ", or train on an ImageFolder copy with --dataset folder:<path>" if command == "train" else ""
+        return (f"{err.name} is not under {err.root} (expected {err.expected}); pass --download to fetch it "
+                f"(needs internet), point --data-root at the folder that holds it, or copy the files there{instead}")
     if isinstance(err, OSError) and err.strerror is not None:
         where = f"{err.strerror} ({err.filename or 'the output folder'})"
         if err.errno in _NO_SPACE:

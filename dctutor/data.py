@@ -190,12 +190,19 @@ def _digits(split: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     return gray.unsqueeze(1).expand(-1, 3, -1, -1), torch.from_numpy(digits.target[idx]), [str(d) for d in range(10)]
 
 
-def _missing(name: str, root: Path, expected: str) -> FileNotFoundError:
-    return FileNotFoundError(
-        f"{name} is not under {root.resolve()} (expected {expected}). Pass download=True to fetch it "
-        f"(needs internet), copy the files there, or point load_dataset at an ImageFolder copy with "
-        f"name='folder:<path>'."
-    )
+class MissingDataError(FileNotFoundError):
+    """A torchvision data set is not under its root; ``name``, ``root`` and ``expected`` let a caller
+    (the CLI) word the fix in its own options."""
+
+    def __init__(self, name: str, root: Path, expected: str) -> None:
+        self.name, self.root, self.expected = name, root.resolve(), expected
+        super().__init__(f"{name} is not under {self.root} (expected {expected}). Pass download=True to fetch "
+                         f"it (needs internet), copy the files there, or point load_dataset at an ImageFolder "
+                         f"copy with name='folder:<path>'.")
+
+
+def _missing(name: str, root: Path, expected: str) -> MissingDataError:
+    return MissingDataError(name, root, expected)
 
 
 def _cifar10(root: Path, split: str, download: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:

@@ -85,16 +85,20 @@ def test_prepare_never_overwrites_and_names_the_fix(cifar_root, tmp_path, capsys
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
     with pytest.raises(SystemExit) as stop:
-        main(["prepare", "cifar10", "--root", str(cifar_root), "--out", str(out)])
+        main(["prepare", "cifar10", "--data-root", str(cifar_root), "--out", str(out)])
     assert stop.value.code == 2
     assert "already exists; remove it or choose another out folder" in capsys.readouterr().err
     assert (out / "mine.txt").read_text() == "keep me"
 
 
-def test_prepare_without_the_files_says_where_they_go(tmp_path, capsys):
+@pytest.mark.parametrize("command", ["prepare", "train"])
+def test_missing_public_files_say_where_they_go_in_cli_words(command, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
-        main(["prepare", "stl10", "--root", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+        main([command, *(["stl10"] if command == "prepare" else ["--dataset", "stl10"]),
+              "--data-root", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "STL-10 is not under" in err[0] and "download" in err[0]
+    assert len(err) == 1 and "STL-10 is not under" in err[0]
+    assert "--download" in err[0] and "--data-root" in err[0] and "download=True" not in err[0], \
+        "the CLI names its own options, not the Python API's"
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
