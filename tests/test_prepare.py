@@ -89,6 +89,13 @@ def test_prepare_never_overwrites_and_names_the_fix(cifar_root, tmp_path, capsys
     assert stop.value.code == 2
     assert "already exists; remove it or choose another out folder" in capsys.readouterr().err
     assert (out / "mine.txt").read_text() == "keep me"
+    # A folder named like prepare's half-written tree, but not left by prepare, is kept too.
+    theirs = tmp_path / "new.partial"
+    theirs.mkdir()
+    (theirs / "mine.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="was not left by prepare"):
+        prepare("cifar10", tmp_path / "new", root=cifar_root, progress=False)
+    assert (theirs / "mine.txt").read_text() == "keep me"
 
 
 @pytest.mark.parametrize("command", ["prepare", "train"])
