@@ -201,10 +201,6 @@ class MissingDataError(FileNotFoundError):
                          f"copy with name='folder:<path>'.")
 
 
-def _missing(name: str, root: Path, expected: str) -> MissingDataError:
-    return MissingDataError(name, root, expected)
-
-
 def _cifar10(root: Path, split: str, download: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     from torchvision.datasets import CIFAR10
 
@@ -213,7 +209,7 @@ def _cifar10(root: Path, split: str, download: bool) -> tuple[torch.Tensor, torc
     try:
         ds = CIFAR10(str(root), train=split == "train", download=download)
     except RuntimeError as err:
-        raise _missing("CIFAR-10", root, "cifar-10-batches-py/") from err
+        raise MissingDataError("CIFAR-10", root, "cifar-10-batches-py/") from err
     return torch.from_numpy(ds.data).permute(0, 3, 1, 2), torch.tensor(ds.targets), list(ds.classes)
 
 
@@ -225,5 +221,5 @@ def _stl10(root: Path, split: str, download: bool) -> tuple[torch.Tensor, torch.
     try:
         ds = STL10(str(root), split=split, download=download)
     except RuntimeError as err:
-        raise _missing("STL-10", root, "stl10_binary/") from err
+        raise MissingDataError("STL-10", root, "stl10_binary/") from err
     return torch.from_numpy(ds.data), torch.from_numpy(ds.labels.astype(np.int64)), list(ds.classes)
