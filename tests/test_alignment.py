@@ -86,3 +86,26 @@ def test_spread_seeds_span_the_distribution():
     assert spread_seeds(rows, 5) == [1, 3, 0, 4, 2]
     with pytest.raises(ValueError, match="n=6 seeds"):
         spread_seeds(rows, 6)
+
+
+def test_each_point_trains_once_and_carries_its_own_random_twin(tiny):
+    from dctutor.deepcluster import DeepClusterConfig
+    from dctutor.evaluate import linear_probe
+    from dctutor.labs.alignment import TrainedPoints
+
+    made = []
+
+    def factory(seed, k):
+        made.append((seed, k))
+        return alexnet(k, small_input=True, width=0.125, fc_dim=64, seed=seed)
+
+    test = load_dataset("shapes", "test", n=60, seed=4)
+    config = DeepClusterConfig(k=8, epochs=2, batch_size=32, pca_dim=16)
+    point = TrainedPoints(factory, tiny, test, config, probe_epochs=1, device="cpu")
+    row = point(3, 6)
+    assert point(3, 6) is row and made == [(3, 6)], "a (seed, k, halt) is trained once"
+    untouched = linear_probe(factory(3, 6), tiny, test, ["conv5"], epochs=1, seed=3, device="cpu")[0]
+    assert row["random"] == untouched["accuracy"], "the twin is the run's own starting weights"
+    assert row["gain"] == row["accuracy"] - row["random"] and row["k"] == 6 and row["seed"] == 3
+    halted = point(3, 6, 1)
+    assert halted["clusterings"] == 1 and row["clusterings"] == 2 and halted["loss"] > 0

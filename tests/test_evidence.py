@@ -99,3 +99,20 @@ def test_one_seed_fits_but_cannot_be_called_trained():
     assert one["fits_labels"] and one["beats_random"] is None and not one["trained"]
     assert "one run gives no interval" in one["line"]
     assert "no loss and no random twin" in did_it_train(None, 10, None)["line"]
+
+
+def test_a_sweep_compares_only_settings_that_trained_paired_by_seed():
+    from dctutor.labs.replicates import summarise_sweep
+    from dctutor.labs.tables import sweep_report
+
+    rows = [{"k": k, "seed": s, "loss": loss, "acc": acc + 0.01 * s, "nmi_last": 0.3, "gain": 0.05 + 0.01 * s}
+            for k, loss, acc in ((10, 0.5, 0.70), (30, 0.5, 0.68), (100, 4.6, 0.90)) for s in range(3)]
+    summary = summarise_sweep(rows, "k", trained="acc", nmi="nmi_last")
+    assert summary["left_out"] == [100], "k = 100 sits at log k: it decides nothing, however high its accuracy"
+    assert summary["best"] == 10
+    lead = summary["lead"][30]
+    assert lead["mean"] == pytest.approx(0.02) and lead["low"] == pytest.approx(0.02), "the same lead every seed"
+    lines, frame = sweep_report(summary)
+    assert "k = 10 minus k = 30:\n  +2.0 [+2.0, +2.0] points, ahead" in lines
+    assert "did not train, so left out: [100]" in lines
+    assert list(frame.index) == [10, 30, 100] and frame.loc[10, "verdict"] == "higher"

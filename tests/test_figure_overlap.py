@@ -167,9 +167,10 @@ def _nmi_rows() -> list[dict]:
 
 
 def _sweep_rows():
-    k_rows = [{"k": k, "accuracy": 0.4 + 0.01 * i} for i, k in enumerate((10, 30, 100, 300))]
-    halt_rows = [{"clusterings": c, "accuracy": 0.45 + 0.005 * c, "seconds_clustering": 10.0 * c}
-                 for c in (1, 2, 4, 8)]
+    k_rows = [{"k": k, "seed": s, "accuracy": 0.4 + 0.01 * i + 0.02 * s, "random": 0.38}
+              for i, k in enumerate((10, 30, 100, 300)) for s in range(3)]
+    halt_rows = [{"clusterings": c, "seed": s, "accuracy": 0.45 + 0.005 * c - 0.01 * s, "random": 0.4,
+                  "seconds_clustering": 10.0 * c} for c in (1, 2, 4, 8) for s in range(3)]
     return k_rows, halt_rows
 
 

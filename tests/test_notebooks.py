@@ -22,7 +22,7 @@ SMALL = {
                               "k": 20, "epochs_fc": 5, "epochs_all": 1, "n_crops": 2, "random_rgb": False, "checkpoint": ""},
     "06_what_makes_it_work.ipynb": {"n_images": 300, "n_test": 150, "k": 10, "ia_ks": [5, 10], "ia_seeds": 4,
                                     "n_runs": 3, "epochs": 2, "train_passes": 1, "k_sweep": [5, 10],
-                                    "halt_sweep": [1], "probe_epochs": 2},
+                                    "halt_sweep": [1], "probe_epochs": 2, "n_seeds": 2},
     "07_after_deepcluster.ipynb": {"n_images": 200, "n_test": 100, "k": 10, "epochs": 2, "train_passes": 1,
                                    "seeds": [0], "probe_epochs": 2},
 }

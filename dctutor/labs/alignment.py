@@ -10,7 +10,9 @@ and trains and probes each (:func:`train_and_probe`).
 from __future__ import annotations
 
 import colorsys
+import copy
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -66,15 +68,42 @@ def train_and_probe(factory: Callable[[int], Backbone], train_set: ImageDataset,
                     device: str | torch.device | None = None) -> dict:
     """One point of chapter 6's studies: DeepCluster on a fresh ``factory(config.seed)``, then a
     linear probe of ``layer`` on the test set (the downstream accuracy of Mustapha et al. 2022,
-    Sec. 3.3, read on the top conv layer). Returns ``seed``, ``k``, ``halt``, ``accuracy`` (0-1),
-    ``nmi_first``/``nmi_last`` (clusters vs labels, first and last epoch), ``clusterings`` (how
-    many ran), ``seconds_clustering`` (extraction + k-means) and ``seconds_training``."""
+    Sec. 3.3, read on the top conv layer), and the same probe on the untouched starting weights, so
+    that each point carries its own random twin. Returns ``seed``, ``k``, ``halt``, ``accuracy``
+    and ``random`` (0-1), ``gain`` (their difference), ``loss`` (last epoch, to judge against
+    log k), ``nmi_first``/``nmi_last`` (clusters vs labels, first and last epoch),
+    ``clusterings`` (how many ran), ``seconds_clustering`` (extraction + k-means) and
+    ``seconds_training``."""
     model = factory(config.seed)
+    twin = copy.deepcopy(model)
     run = train_deepcluster(model, train_set, config, device=device, progress=False)
-    probe = linear_probe(model, train_set, test_set, [layer], epochs=probe_epochs, seed=config.seed, device=device)
+    trained, random = (linear_probe(net, train_set, test_set, [layer], epochs=probe_epochs, seed=config.seed,
+                                    device=device)[0]["accuracy"] for net in (model, twin))
     history = run.history
     return {"seed": config.seed, "k": config.k, "halt": config.halt_clustering_after,
-            "accuracy": probe[0]["accuracy"], "nmi_first": history[0]["nmi_labels"],
-            "nmi_last": history[-1]["nmi_labels"], "clusterings": sum(r["time_cluster"] > 0 for r in history),
+            "accuracy": trained, "random": random, "gain": trained - random, "loss": history[-1]["loss"],
+            "nmi_first": history[0]["nmi_labels"], "nmi_last": history[-1]["nmi_labels"],
+            "clusterings": sum(r["time_cluster"] > 0 for r in history),
             "seconds_clustering": sum(r["time_extract"] + r["time_cluster"] for r in history),
             "seconds_training": sum(r["time_train"] for r in history)}
+
+
+class TrainedPoints:
+    """:func:`train_and_probe` once per (seed, k, halt): chapter 6's sections share runs (a seed's
+    run at the chapter's k, never halted, serves sections 2, 3 and 4), so each is trained only once.
+    ``factory(seed, k)`` makes the fresh network; ``config`` holds everything else."""
+
+    def __init__(self, factory: Callable[[int, int], Backbone], train_set: ImageDataset, test_set: ImageDataset,
+                 config: DeepClusterConfig, *, probe_epochs: int = 10,
+                 device: str | torch.device | None = None) -> None:
+        self.factory, self.train_set, self.test_set, self.config = factory, train_set, test_set, config
+        self.probe_epochs, self.device = probe_epochs, device
+        self.runs: dict[tuple, dict] = {}
+
+    def __call__(self, seed: int, k: int, halt: int | None = None) -> dict:
+        key = (seed, k, halt)
+        if key not in self.runs:
+            config = replace(self.config, k=k, seed=seed, halt_clustering_after=halt)
+            self.runs[key] = train_and_probe(lambda s: self.factory(s, k), self.train_set, self.test_set, config,
+                                             probe_epochs=self.probe_epochs, device=self.device)
+        return self.runs[key]

@@ -278,30 +278,55 @@ def plot_ia_vs_accuracy(rows: Sequence[dict], corr: dict, title: str = "") -> pl
     return fig
 
 
+def _per_setting(rows: Sequence[dict], key: str, column: str, scale: float = 100) -> tuple[list, list, list]:
+    """The settings of ``rows`` in order, and each setting's mean and values of ``column`` x ``scale``."""
+    settings = sorted({r[key] for r in rows})
+    values = [[scale * r[column] for r in rows if r[key] == s] for s in settings]
+    return settings, [float(np.mean(v)) for v in values], values
+
+
+def _plot_sweep(ax: plt.Axes, rows: Sequence[dict], key: str) -> list:
+    """Each seed's accuracy as a dot, the mean over seeds as a line, and the random twins' mean dashed."""
+    settings, means, values = _per_setting(rows, key, "accuracy")
+    for s, v in zip(settings, values):
+        ax.plot([s] * len(v), v, ".", color="C0", alpha=0.5)
+    ax.plot(settings, means, "o-", color="C0", label="trained (mean)")
+    if all("random" in r for r in rows):
+        ax.plot(settings, _per_setting(rows, key, "random")[1], "s--", color="gray", label="random twin (mean)")
+    return settings
+
+
 def plot_accuracy_sweeps(k_rows: Sequence[dict], halt_rows: Sequence[dict], epochs: int) -> plt.Figure:
     """Left: accuracy against k. Right: accuracy against the number of clusterings before
-    clustering halts (``epochs`` = never halted), with the seconds spent clustering on a second axis."""
-    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3))
+    clustering halts (``epochs`` = never halted), with the seconds spent clustering on a second axis.
+    With several seeds per setting, each seed is a dot and the line joins the means; the random
+    twins' mean is the dashed line a trained network has to clear."""
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.4))
     if k_rows:
-        rows = sorted(k_rows, key=lambda r: r["k"])
-        axes[0].plot([r["k"] for r in rows], [100 * r["accuracy"] for r in rows], "o-")
+        ks = _plot_sweep(axes[0], k_rows, "k")
         axes[0].set_xscale("log")
-        axes[0].set_xticks([r["k"] for r in rows], [str(r["k"]) for r in rows])
+        axes[0].set_xticks(ks, [str(v) for v in ks])
+        axes[0].minorticks_off()
     axes[0].set_xlabel("k (clusters)")
     axes[0].set_ylabel("linear probe accuracy (%)")
     axes[0].set_title("accuracy against k", fontsize=10)
     if halt_rows:
-        rows = sorted(halt_rows, key=lambda r: r["clusterings"])
-        x = [r["clusterings"] for r in rows]
-        axes[1].plot(x, [100 * r["accuracy"] for r in rows], "o-", label="accuracy")
+        x = _plot_sweep(axes[1], halt_rows, "clusterings")
         twin = axes[1].twinx()
-        twin.bar(x, [r["seconds_clustering"] for r in rows], width=0.3, alpha=0.3, color="gray")
-        twin.set_ylabel("seconds extracting + clustering", fontsize=8)
+        twin.bar(x, _per_setting(halt_rows, "clusterings", "seconds_clustering", 1)[1], width=0.3, alpha=0.3,
+                 color="gray")
+        twin.set_ylabel("seconds extracting\n+ clustering (mean)", fontsize=8)
         axes[1].set_xticks(x, [str(v) for v in x])
     axes[1].set_ylabel("linear probe accuracy (%)")
     axes[1].set_xlabel(f"clusterings before halting ({epochs} = never)")
     axes[1].set_title("accuracy against halting", fontsize=10)
-    fig.tight_layout()
+    handles, labels = axes[0 if k_rows else 1].get_legend_handles_labels()
+    if handles:
+        # Below both panels, where no curve runs.
+        fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
+    else:
+        fig.tight_layout()
     return fig
 
 

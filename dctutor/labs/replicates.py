@@ -108,22 +108,24 @@ def sweep_settings(train_set: ImageDataset, test_set: ImageDataset, config: Deep
     return rows
 
 
-def summarise_sweep(rows: list[dict], by: str = "k") -> dict:
-    """Rows of one run per (setting, seed), e.g. :func:`sweep_k`'s (``by="k"``), each with ``seed``, ``k``, ``loss``, ``nmi``, ``trained`` and ``gain``,
-    summarised per setting over the seeds: ``per[setting]`` holds t intervals of ``nmi``, ``trained``
-    and ``gain`` and ``check``, the did-it-train verdict. Only settings whose runs fit their
-    pseudo-labels are compared (a run that did not learn decides nothing): ``best`` is the one of them
-    with the highest mean accuracy (None if none fits), ``lead[setting]`` the interval of its lead over
-    each other one, paired by seed, and ``left_out`` the settings that did not fit."""
+def summarise_sweep(rows: list[dict], by: str = "k", *, trained: str = "trained", nmi: str = "nmi") -> dict:
+    """Rows of one run per (setting, seed), e.g. :func:`sweep_k`'s (``by="k"``), each with ``seed``,
+    ``k``, ``loss`` and ``gain``, the probe accuracy under ``trained`` and the last clustering's NMI
+    with the labels under ``nmi``, summarised per setting over the seeds: ``per[setting]`` holds t
+    intervals of ``nmi``, ``trained`` and ``gain`` and ``check``, the did-it-train verdict. Only
+    settings whose runs fit their pseudo-labels are compared (a run that did not learn decides
+    nothing): ``best`` is the one of them with the highest mean accuracy (None if none fits),
+    ``lead[setting]`` the interval of its lead over each other one, paired by seed, and ``left_out``
+    the settings that did not fit."""
     settings = list(dict.fromkeys(r[by] for r in rows))
     mine = {s: sorted((r for r in rows if r[by] == s), key=lambda r: r["seed"]) for s in settings}
-    per = {s: {column: t_interval([r[column] for r in mine[s]]) for column in ("nmi", "trained", "gain")}
-           for s in settings}
+    per = {s: {"nmi": t_interval([r[nmi] for r in mine[s]]), "trained": t_interval([r[trained] for r in mine[s]]),
+               "gain": t_interval([r["gain"] for r in mine[s]])} for s in settings}
     for s in settings:
         per[s]["check"] = did_it_train([r["loss"] for r in mine[s]], mine[s][0]["k"], [r["gain"] for r in mine[s]])
     fitted = [s for s in settings if per[s]["check"]["fits_labels"]]
     best = max(fitted, key=lambda s: per[s]["trained"]["mean"]) if fitted else None
     # Paired by seed, so that a setting still missing a seed is compared on the seeds both have.
-    lead = {s: t_interval([b["trained"] - other[b["seed"]]["trained"] for b in mine[best] if b["seed"] in other])
+    lead = {s: t_interval([b[trained] - other[b["seed"]][trained] for b in mine[best] if b["seed"] in other])
             for s in fitted if s != best for other in [{r["seed"]: r for r in mine[s]}]}
     return {"per": per, "best": best, "lead": lead, "left_out": [s for s in settings if s not in fitted]}
