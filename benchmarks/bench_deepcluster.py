@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from dctutor.runs import read_json, write_json
+from dctutor.runs import load_checkpoint, model_from_state, read_json, write_json
 from dctutor.data import load_dataset
 from dctutor.evaluate import compare_with_random
 from dctutor.evidence import best_against_best, did_it_train, format_interval, summarise_seeds, t_interval
@@ -90,6 +90,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--run-dir", help="checkpoints ('' for none; default /tmp/bench_deepcluster_<recipe>_seed<seed>)")
+    ap.add_argument("--probe-only", action="store_true",
+                    help="train no further: probe the network in --run-dir again (after a change to the "
+                         "evaluation), keeping the training minutes this seed's run recorded in --json")
     ap.add_argument("--json", default="benchmarks/results/deepcluster_cifar10_cpu.json")
     args = ap.parse_args()
     if args.run_dir is None:
@@ -118,16 +121,21 @@ def main() -> None:
         if time.perf_counter() - start > args.minutes * 60:
             raise _OutOfTime
 
-    try:
-        run = train_deepcluster(model, train, config, out_dir=args.run_dir or None, device=args.device, progress=False,
-                                on_epoch_end=stop_when_out_of_time)
-        history = run.history
-    except _OutOfTime:
-        pass
+    if args.probe_only:
+        state = load_checkpoint(args.run_dir)
+        model, history = model_from_state(state), state["history"]
+    else:
+        try:
+            run = train_deepcluster(model, train, config, out_dir=args.run_dir or None, device=args.device,
+                                    progress=False, on_epoch_end=stop_when_out_of_time)
+            history = run.history
+        except _OutOfTime:
+            pass
     train_minutes = (time.perf_counter() - start) / 60
 
     t0 = time.perf_counter()
-    table = compare_with_random(model, train, test, knn_layers=["conv5", "fc6", "fc7"], device=args.device)
+    table = compare_with_random(model, train, test, knn_layers=["conv5", "fc6", "fc7"], seed=args.seed,
+                                device=args.device)
     probe_minutes = (time.perf_counter() - t0) / 60
 
     hardware = (torch.cuda.get_device_name() if next(model.parameters()).is_cuda
@@ -151,6 +159,11 @@ def main() -> None:
             "train_minutes": train_minutes, "eval_minutes": probe_minutes, "hardware": hardware,
             "threads": args.threads}
     saved = read_json(out, "benchmark results") if out.exists() else {}
+    if args.probe_only:
+        earlier = [r for r in saved.get("runs", []) if r["seed"] == args.seed]
+        if not earlier:
+            raise SystemExit(f"--probe-only: {out} holds no run of seed {args.seed} whose training minutes to keep")
+        this["train_minutes"] = earlier[0]["train_minutes"]
     settings = {"recipe": args.recipe, "knobs": knobs, "n": args.n, "n_test": args.n_test, "width": args.width,
                 "rgb": args.rgb, "minutes": args.minutes, "max_epochs": args.max_epochs, "precision": args.precision}
     kept = [r for r in saved.get("runs", []) if r["seed"] != args.seed and saved.get("settings") == settings]

@@ -47,7 +47,7 @@ def run_recipe(name: str, train, val, passes: int, width: float, seed: int, devi
     start = time.perf_counter()
     run = train_deepcluster(model, train, config, device=device, progress=False)
     minutes = (time.perf_counter() - start) / 60
-    table = compare_with_random(model, train, val, knn_layers=["fc7"], device=device)
+    table = compare_with_random(model, train, val, knn_layers=["fc7"], seed=seed, device=device)
     convs = [r for r in table if r["layer"].startswith("conv")]
     best = max(convs, key=lambda r: r["trained"])
     best_random = max(r["random"] for r in convs)

@@ -39,7 +39,7 @@ def run_one(name: str, train, test, passes: int, width: float, seed: int, device
     start = time.perf_counter()
     run = train_deepcluster(model, train, config, device=device, progress=False)
     minutes = (time.perf_counter() - start) / 60
-    table = compare_with_random(model, train, test, knn_layers=["fc7"], device=device)
+    table = compare_with_random(model, train, test, knn_layers=["fc7"], seed=seed, device=device)
     moves = id_changes(run.labels_per_epoch, config.k)
     return {"setting": name, "seed": seed, "train_minutes": minutes, "epochs": config.epochs,
             "loss": [r["loss"] for r in run.history], "nmi_labels": [r["nmi_labels"] for r in run.history],
@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, action="append", help="repeatable; default: 0")
     ap.add_argument("--n", type=int, default=3000, help="training images")
     ap.add_argument("--n-test", type=int, default=5000, help="test images scored by the probes")
-    ap.add_argument("--passes", type=int, default=10, help="passes over the images, the same for every combination")
+    ap.add_argument("--passes", type=int, default=20, help="passes over the images, the same for every combination")
     ap.add_argument("--width", type=float, default=0.25)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="auto")

@@ -313,7 +313,8 @@ def compare_with_random(model: Backbone, train_ds: ImageDataset, test_ds: ImageD
                         **kwargs) -> list[dict]:
     """The same evaluation for ``model`` and for a random-init twin: a table with one row per
     probed layer and one per kNN layer (``"knn fc7"``), columns ``layer``, ``dim``, ``trained``,
-    ``random`` (accuracy, 0-1) and ``gain`` (trained - random)."""
+    ``random`` (accuracy, 0-1) and ``gain`` (trained - random). ``seed`` builds the twin and seeds
+    the probes: pass the seed ``model`` was built with, so the twin is its own starting point."""
     results = {name: evaluate_model(net, train_ds, test_ds, seed=seed, **kwargs)
                for name, net in (("trained", model), ("random", random_like(model, seed)))}
     trained, random = results["trained"], results["random"]

@@ -70,6 +70,21 @@ def test_random_like_has_the_architecture_but_fresh_weights(model):
     assert torch.equal(random_like(trained, seed=0).features.conv1[0].weight, twin.features.conv1[0].weight)
 
 
+@pytest.mark.parametrize("seed", [0, 3])
+def test_the_twin_of_the_models_own_seed_is_its_starting_point(seed):
+    """What the benchmarks rely on when they pass their run's seed to compare_with_random: the twin is
+    the network before training, not one random network shared by every seed."""
+    start = alexnet(10, small_input=True, width=0.125, fc_dim=64, seed=seed)
+    before = {name: value.clone() for name, value in start.state_dict().items()}
+    with torch.no_grad():
+        for p in start.parameters():
+            p.add_(1.0)
+    twin = random_like(start, seed=seed).state_dict()
+    assert all(torch.equal(twin[name], value) for name, value in before.items())
+    other = random_like(start, seed=seed + 1).state_dict()
+    assert not torch.equal(other["features.conv1.0.weight"], before["features.conv1.0.weight"])
+
+
 def test_linear_probe_and_comparison_rows(data, model):
     train, test = data
     rows = linear_probe(model, train, test, ["conv1", "conv3"], target_dim=512, epochs=2, min_steps=10)

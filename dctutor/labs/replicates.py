@@ -119,10 +119,10 @@ def summarise_sweep(rows: list[dict], by: str = "k", *, trained: str = "trained"
     the settings that did not fit."""
     settings = list(dict.fromkeys(r[by] for r in rows))
     mine = {s: sorted((r for r in rows if r[by] == s), key=lambda r: r["seed"]) for s in settings}
-    per = {s: {"nmi": t_interval([r[nmi] for r in mine[s]]), "trained": t_interval([r[trained] for r in mine[s]]),
-               "gain": t_interval([r["gain"] for r in mine[s]])} for s in settings}
-    for s in settings:
-        per[s]["check"] = did_it_train([r["loss"] for r in mine[s]], mine[s][0]["k"], [r["gain"] for r in mine[s]])
+    fields = {"nmi": nmi, "trained": trained, "gain": "gain"}
+    per = {s: {key: t_interval([r[field] for r in mine[s]]) for key, field in fields.items()}
+           | {"check": did_it_train([r["loss"] for r in mine[s]], mine[s][0]["k"], [r["gain"] for r in mine[s]])}
+           for s in settings}
     fitted = [s for s in settings if per[s]["check"]["fits_labels"]]
     best = max(fitted, key=lambda s: per[s]["trained"]["mean"]) if fitted else None
     # Paired by seed, so that a setting still missing a seed is compared on the seeds both have.
