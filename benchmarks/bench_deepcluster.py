@@ -122,7 +122,10 @@ def main() -> None:
             raise _OutOfTime
 
     if args.probe_only:
-        state = load_checkpoint(args.run_dir)
+        try:
+            state = load_checkpoint(args.run_dir)
+        except (FileNotFoundError, ValueError) as err:
+            raise SystemExit(f"--probe-only needs the run folder of a finished run (--run-dir): {err}") from None
         model, history = model_from_state(state), state["history"]
     else:
         try:

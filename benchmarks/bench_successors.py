@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--data", default="../shared/data/cifar10-jpeg.tar.gz")
     ap.add_argument("--setting", action="append", choices=list(SEAMS), help="repeatable; default: all four")
     ap.add_argument("--seed", type=int, action="append", help="repeatable; default: 0")
-    ap.add_argument("--n", type=int, default=3000, help="training images")
+    ap.add_argument("--n", type=int, default=5000, help="training images")
     ap.add_argument("--n-test", type=int, default=5000, help="test images scored by the probes")
     ap.add_argument("--passes", type=int, default=20, help="passes over the images, the same for every combination")
     ap.add_argument("--width", type=float, default=0.25)

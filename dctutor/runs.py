@@ -191,8 +191,9 @@ def load_checkpoint(path: str | Path) -> dict:
     if path.is_dir():
         path = path / CHECKPOINT
     if not path.is_file():
+        folder = path.parent if path.suffix == ".pt" else path
         raise FileNotFoundError(f"no DeepCluster checkpoint at {path}; train one first, e.g. "
-                                f"python -m dctutor train --out {path.parent}")
+                                f"python -m dctutor train --out {folder}")
     try:
         state = _torch_load(path)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:

@@ -116,3 +116,20 @@ def test_a_sweep_compares_only_settings_that_trained_paired_by_seed():
     assert "k = 10 minus k = 30:\n  +2.0 [+2.0, +2.0] points, ahead" in lines
     assert "did not train, so left out: [100]" in lines
     assert list(frame.index) == [10, 30, 100] and frame.loc[10, "verdict"] == "higher"
+
+
+def test_the_successors_report_leaves_out_a_combination_that_did_not_fit_and_states_its_budget():
+    from dctutor.labs.replicates import summarise_sweep
+    from dctutor.labs.results import SOLO_LEARN_DCV2, successors, successors_report
+
+    rows = [{"setting": name, "seed": s, "k": 100, "loss": loss, "nmi": 0.2, "trained": acc + 0.01 * s,
+             "gain": 0.04, "epochs": 20, "train_minutes": minutes, "ids_changed": 0.9, "ids_moved": 0.8}
+            for name, loss, acc, minutes in (("v1", 3.0, 0.50, 8.0), ("v2", 3.2, 0.47, 6.0), ("stuck", 4.6, 0.6, 5.0))
+            for s in range(3)]
+    saved = {"rows": rows, "n_train": 5000, "threads": 1, "summary": summarise_sweep(rows, by="setting")}
+    report = successors_report(saved)
+    assert "v1 minus v2:\n  +3.0 [+3.0, +3.0] points, ahead" in report
+    assert "did not train, so left out: ['stuck']" in report, "a run at log k decides nothing"
+    assert "v1: best conv layer 51.0 %\n  after 20 epochs over 5000 images, 8.0 min on 1 thread(s)" in report
+    assert f"{SOLO_LEARN_DCV2['accuracy']} % linear" in report
+    assert list(successors(saved).index) == ["v1", "v2", "stuck"]

@@ -21,8 +21,10 @@ def test_load_model_rebuilds_the_saved_network(tmp_path, factory):
 
 
 def test_missing_damaged_and_foreign_checkpoints_are_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no DeepCluster checkpoint at .*nowhere"):
-        load_checkpoint(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="no DeepCluster checkpoint at .*nowhere; .* --out .*nowhere$"):
+        load_checkpoint(tmp_path / "nowhere")  # a run folder that does not exist: train into it
+    with pytest.raises(FileNotFoundError, match=f"--out {tmp_path}$"):
+        load_checkpoint(tmp_path / "gone.pt")
     good = tmp_path / "good.pt"
     save_checkpoint(good, {"epoch": 0})
     for name, content in (("empty.pt", b""), ("random.pt", bytes(range(256)) * 4), ("cut.pt", good.read_bytes()[:64])):

@@ -138,3 +138,29 @@ def successors(saved: dict) -> pd.DataFrame:
                      "gap [95 % CI]": interval_text(cell["gain"]),
                      "verdict": verdict(cell["gain"]) if cell["gain"]["n"] > 1 else "1 seed"})
     return pd.DataFrame(rows).set_index("setting")
+
+
+# The CIFAR-10 table of solo-learn's README: DeepCluster-v2, ResNet-18, 1 000 epochs, linear top-1 (%).
+SOLO_LEARN_DCV2 = {"backbone": "ResNet-18", "epochs": 1000, "accuracy": 88.85}
+
+
+def successors_report(saved: dict) -> str:
+    """The lines under :func:`successors`' table: each combination's did-it-train verdict, the best
+    fitted one's lead over each other one (paired by seed, with the word its interval allows), and
+    how far the fixed budget got (best conv layer, epochs, minutes) beside solo-learn's
+    DeepCluster-v2, the anchor chapter 7's issue names."""
+    summary = saved["summary"]
+    lines = [f"{name}:\n  {cell['check']['line']}" for name, cell in summary["per"].items()]
+    lines += [f"{summary['best']} minus {name}:\n  {interval_text(lead)} points, {verdict(lead, 'ahead', 'behind')}"
+              for name, lead in summary["lead"].items()]
+    if summary["left_out"]:
+        lines.append(f"did not train, so left out: {summary['left_out']}")
+    for name, cell in summary["per"].items():
+        mine = [r for r in saved["rows"] if r["setting"] == name]
+        minutes = sum(r["train_minutes"] for r in mine) / len(mine)
+        lines.append(f"{name}: best conv layer {100 * cell['trained']['mean']:.1f} %\n  after {mine[0]['epochs']} "
+                     f"epochs over {saved['n_train']} images, {minutes:.1f} min on {saved['threads']} thread(s)")
+    anchor = SOLO_LEARN_DCV2
+    lines.append(f"solo-learn's DeepCluster-v2 ({anchor['backbone']}, {anchor['epochs']} epochs over\n"
+                 f"  the 50000 training images, on a GPU): {anchor['accuracy']} % linear")
+    return "\n".join(lines)
