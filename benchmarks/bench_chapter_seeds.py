@@ -50,6 +50,7 @@ def main() -> None:
     args = ap.parse_args()
     source = BOOK / f"{args.chapter}.ipynb"
     params = pm.inspect_notebook(str(source))
+    path = args.json or f"benchmarks/results/chapter_seeds_{args.chapter}.json"
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for shift in args.shifts:
@@ -66,11 +67,11 @@ def main() -> None:
                          "claims": claim_lines(out) if out.exists() else [],
                          "minutes": (time.perf_counter() - start) / 60})
             print(f"shift {shift}: {'all claims held' if error is None else error}", flush=True)
+            # Saved after every shift: a long run stopped halfway keeps what it measured.
+            write_json(path, {"chapter": args.chapter, "rows": rows})
     print(f"\n| shift | seeds | claims held | minutes |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r['shift']} | {r['parameters']} | {'yes' if r['held'] else 'NO'} | {r['minutes']:.1f} |")
-    path = args.json or f"benchmarks/results/chapter_seeds_{args.chapter}.json"
-    write_json(path, {"chapter": args.chapter, "rows": rows})
     print(f"saved {path}")
 
 

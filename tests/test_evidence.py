@@ -133,3 +133,18 @@ def test_the_successors_report_leaves_out_a_combination_that_did_not_fit_and_sta
     assert "v1: best conv layer 51.0 %\n  after 20 epochs over 5000 images, 8.0 min on 1 thread(s)" in report
     assert f"{SOLO_LEARN_DCV2['accuracy']} % linear" in report
     assert list(successors(saved).index) == ["v1", "v2", "stuck"]
+
+
+def test_a_chapter_whose_claim_failed_under_one_shift_is_reported_as_such():
+    from dctutor.labs.results import chapter_seeds
+
+    held = {"shift": 3, "parameters": {"seed": 3, "save_to": ""}, "held": True, "error": None,
+            "claims": ["holds: the loss falls", "holds: NMI rises"], "minutes": 11.0}
+    saved = {"chapter": "04_deepcluster", "rows": [held]}
+    frame, line = chapter_seeds(saved)
+    assert line == "04_deepcluster: every claim held under all 1 seed shifts"
+    assert frame.loc[3, "holds lines"] == 2 and frame.loc[3, "seeds"] == "seed 3"
+    failed = held | {"shift": 6, "held": False, "error": "ClaimFailed: claim failed: NMI rises", "claims": []}
+    frame, line = chapter_seeds(saved | {"rows": [held, failed]})
+    assert line.startswith("04_deepcluster: a claim failed under shift(s) [6]: ClaimFailed")
+    assert list(frame["claims held"]) == ["yes", "NO"]

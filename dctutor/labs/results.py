@@ -164,3 +164,18 @@ def successors_report(saved: dict) -> str:
     lines.append(f"solo-learn's DeepCluster-v2 ({anchor['backbone']}, {anchor['epochs']} epochs over\n"
                  f"  the 50000 training images, on a GPU): {anchor['accuracy']} % linear")
     return "\n".join(lines)
+
+
+def chapter_seeds(saved: dict) -> tuple[pd.DataFrame, str]:
+    """bench_chapter_seeds.py's re-executions of one chapter under shifted seeds: a row per shift
+    (the seed parameters it ran with, whether it finished with every claim holding, how many claims
+    printed "holds", minutes), and a line saying whether the chapter's claims survived every shift."""
+    rows = [{"shift": r["shift"],
+             "seeds": ", ".join(f"{k} {v}" for k, v in r["parameters"].items() if k != "save_to"),
+             "claims held": "yes" if r["held"] else "NO",
+             "holds lines": sum(line.startswith("holds:") for line in r["claims"]),
+             "min": round(r["minutes"], 1)} for r in saved["rows"]]
+    failed = [r for r in saved["rows"] if not r["held"]]
+    line = (f"{saved['chapter']}: every claim held under all {len(rows)} seed shifts" if not failed else
+            f"{saved['chapter']}: a claim failed under shift(s) {[r['shift'] for r in failed]}: {failed[0]['error']}")
+    return pd.DataFrame(rows).set_index("shift"), line
