@@ -132,7 +132,9 @@ def test_the_successors_report_leaves_out_a_combination_that_did_not_fit_and_sta
     assert "did not train, so left out: ['stuck']" in report, "a run at log k decides nothing"
     assert "v1: best conv layer 51.0 %\n  after 20 epochs over 5000 images, 8.0 min on 1 thread(s)" in report
     assert f"{SOLO_LEARN_DCV2['accuracy']} % linear" in report
-    assert list(successors(saved).index) == ["v1", "v2", "stuck"]
+    learned, behaved = successors(saved)
+    assert list(learned.index) == list(behaved.index) == ["v1", "v2", "stuck"]
+    assert learned.loc["v1", "verdict"] == "higher" and behaved.loc["v1", "min"] == 8.0
 
 
 def test_a_chapter_whose_claim_failed_under_one_shift_is_reported_as_such():
@@ -142,9 +144,9 @@ def test_a_chapter_whose_claim_failed_under_one_shift_is_reported_as_such():
             "claims": ["holds: the loss falls", "holds: NMI rises"], "minutes": 11.0}
     saved = {"chapter": "04_deepcluster", "rows": [held]}
     frame, line = chapter_seeds(saved)
-    assert line == "04_deepcluster: every claim held under all 1 seed shifts"
-    assert frame.loc[3, "holds lines"] == 2 and frame.loc[3, "seeds"] == "seed 3"
+    assert line == "04_deepcluster: every claim held under each of 1 seed shift"
+    assert frame.loc[3, "claims"] == 2 and frame.loc[3, "seeds"] == "seed 3"
     failed = held | {"shift": 6, "held": False, "error": "ClaimFailed: claim failed: NMI rises", "claims": []}
     frame, line = chapter_seeds(saved | {"rows": [held, failed]})
     assert line.startswith("04_deepcluster: a claim failed under shift(s) [6]: ClaimFailed")
-    assert list(frame["claims held"]) == ["yes", "NO"]
+    assert list(frame["all held"]) == ["yes", "NO"]

@@ -123,21 +123,21 @@ def recipe_search(saved: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("recipe").sort_values("gap", ascending=False)
 
 
-def successors(saved: dict) -> pd.DataFrame:
-    """bench_successors.py's four combinations, one row each: seeds, the loss check, the share of
-    ids that changed and of images that moved between clusterings, training minutes, and the best
-    conv layer over the best random one with its interval over the seeds and its verdict."""
-    rows = []
+def successors(saved: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """bench_successors.py's four combinations as two tables that fit the book's column, one row per
+    combination in each: what they learned (seeds, the loss check, the best conv layer over the
+    best random one with its interval over the seeds and its verdict), then how they behaved (the
+    share of ids that changed and of images that moved between clusterings, training minutes)."""
+    learned, behaved = [], []
     for name, cell in saved["summary"]["per"].items():
         mine = [r for r in saved["rows"] if r["setting"] == name]
-        rows.append({"setting": name, "seeds": len(mine),
-                     "loss/log k": round(cell["check"]["loss_share"], 2),
-                     "ids changed": round(sum(r["ids_changed"] for r in mine) / len(mine), 2),
-                     "moved": round(sum(r["ids_moved"] for r in mine) / len(mine), 2),
-                     "min": round(sum(r["train_minutes"] for r in mine) / len(mine), 1),
-                     "gap [95 % CI]": interval_text(cell["gain"]),
-                     "verdict": verdict(cell["gain"]) if cell["gain"]["n"] > 1 else "1 seed"})
-    return pd.DataFrame(rows).set_index("setting")
+        learned.append({"setting": name, "seeds": len(mine), "loss/log k": round(cell["check"]["loss_share"], 2),
+                        "gap [95 % CI]": interval_text(cell["gain"]),
+                        "verdict": verdict(cell["gain"]) if cell["gain"]["n"] > 1 else "1 seed"})
+        behaved.append({"setting": name, "ids changed": round(sum(r["ids_changed"] for r in mine) / len(mine), 2),
+                        "moved": round(sum(r["ids_moved"] for r in mine) / len(mine), 2),
+                        "min": round(sum(r["train_minutes"] for r in mine) / len(mine), 1)})
+    return pd.DataFrame(learned).set_index("setting"), pd.DataFrame(behaved).set_index("setting")
 
 
 # The CIFAR-10 table of solo-learn's README: DeepCluster-v2, ResNet-18, 1 000 epochs, linear top-1 (%).
@@ -168,14 +168,15 @@ def successors_report(saved: dict) -> str:
 
 def chapter_seeds(saved: dict) -> tuple[pd.DataFrame, str]:
     """bench_chapter_seeds.py's re-executions of one chapter under shifted seeds: a row per shift
-    (the seed parameters it ran with, whether it finished with every claim holding, how many claims
-    printed "holds", minutes), and a line saying whether the chapter's claims survived every shift."""
+    (the seed parameters it ran with, how many claims printed "holds", whether it finished with every
+    claim holding, minutes), and a line saying whether the chapter's claims survived every shift."""
     rows = [{"shift": r["shift"],
              "seeds": ", ".join(f"{k} {v}" for k, v in r["parameters"].items() if k != "save_to"),
-             "claims held": "yes" if r["held"] else "NO",
-             "holds lines": sum(line.startswith("holds:") for line in r["claims"]),
+             "claims": sum(line.startswith("holds:") for line in r["claims"]),
+             "all held": "yes" if r["held"] else "NO",
              "min": round(r["minutes"], 1)} for r in saved["rows"]]
     failed = [r for r in saved["rows"] if not r["held"]]
-    line = (f"{saved['chapter']}: every claim held under all {len(rows)} seed shifts" if not failed else
+    shifts = f"{len(rows)} seed shift{'s' if len(rows) != 1 else ''}"
+    line = (f"{saved['chapter']}: every claim held under each of {shifts}" if not failed else
             f"{saved['chapter']}: a claim failed under shift(s) {[r['shift'] for r in failed]}: {failed[0]['error']}")
     return pd.DataFrame(rows).set_index("shift"), line
