@@ -145,10 +145,10 @@ SOLO_LEARN_DCV2 = {"backbone": "ResNet-18", "epochs": 1000, "accuracy": 88.85}
 
 
 def successors_report(saved: dict) -> str:
-    """The lines under :func:`successors`' table: each combination's did-it-train verdict, the best
+    """The lines under :func:`successors`' tables: each combination's did-it-train verdict, the best
     fitted one's lead over each other one (paired by seed, with the word its interval allows), and
-    how far the fixed budget got (best conv layer, epochs, minutes) beside solo-learn's
-    DeepCluster-v2, the anchor chapter 7's issue names."""
+    how far the fixed budget got (best conv layer, epochs, minutes) beside solo-learn's published
+    DeepCluster-v2 on the whole of CIFAR-10 (:data:`SOLO_LEARN_DCV2`)."""
     summary = saved["summary"]
     lines = [f"{name}:\n  {cell['check']['line']}" for name, cell in summary["per"].items()]
     lines += [f"{summary['best']} minus {name}:\n  {interval_text(lead)} points, {verdict(lead, 'ahead', 'behind')}"
