@@ -108,7 +108,7 @@ def main() -> None:
     test = load_dataset(f"folder:{root}", "test", n=args.n_test, seed=0)
     config = DeepClusterConfig(epochs=args.max_epochs, seed=args.seed, precision=args.precision,
                                channels_last=args.channels_last, **knobs)
-    model = alexnet(knobs["k"], sobel=not args.rgb, small_input=True, width=args.width, seed=args.seed)
+    out = Path(args.json)
     start, history = time.perf_counter(), []
 
     def stop_when_out_of_time(so_far: list[dict]) -> None:
@@ -126,8 +126,13 @@ def main() -> None:
             state = load_checkpoint(args.run_dir)
         except (FileNotFoundError, ValueError) as err:
             raise SystemExit(f"--probe-only needs the run folder of a finished run (--run-dir): {err}") from None
+        saved = read_json(out, "benchmark results") if out.exists() else {}
+        earlier = [r for r in saved.get("runs", []) if r["seed"] == args.seed]
+        if not earlier:
+            raise SystemExit(f"--probe-only: {out} holds no run of seed {args.seed} whose training minutes to keep")
         model, history = model_from_state(state), state["history"]
     else:
+        model = alexnet(knobs["k"], sobel=not args.rgb, small_input=True, width=args.width, seed=args.seed)
         try:
             run = train_deepcluster(model, train, config, out_dir=args.run_dir or None, device=args.device,
                                     progress=False, on_epoch_end=stop_when_out_of_time)
@@ -156,16 +161,13 @@ def main() -> None:
         print(f"| {r['epoch']} | {r['loss']:.3f} | {r['nmi_labels']:.3f} | {r['nmi_prev']:.3f} | "
               f"{r['n_effective']:.1f} |")
 
-    out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     this = {"seed": args.seed, "history": history, "probe": table, "time_per_epoch": timing,
             "train_minutes": train_minutes, "eval_minutes": probe_minutes, "hardware": hardware,
             "threads": args.threads}
+    # Read again just before writing: other seeds may run beside this one and save to the same file.
     saved = read_json(out, "benchmark results") if out.exists() else {}
     if args.probe_only:
-        earlier = [r for r in saved.get("runs", []) if r["seed"] == args.seed]
-        if not earlier:
-            raise SystemExit(f"--probe-only: {out} holds no run of seed {args.seed} whose training minutes to keep")
         this["train_minutes"] = earlier[0]["train_minutes"]
     settings = {"recipe": args.recipe, "knobs": knobs, "n": args.n, "n_test": args.n_test, "width": args.width,
                 "rgb": args.rgb, "minutes": args.minutes, "max_epochs": args.max_epochs, "precision": args.precision}

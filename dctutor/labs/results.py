@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from ..evidence import best_against_best, did_it_train, summarise_seeds, t_interval, verdict
-from .tables import interval_frame, interval_text
+from .tables import interval_frame, interval_text, verdict_lines
 
 CONVS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 
@@ -123,6 +123,12 @@ def recipe_search(saved: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("recipe").sort_values("gap", ascending=False)
 
 
+def _mean_of(saved: dict, setting: str, key: str) -> float:
+    """The mean of ``key`` over the saved runs of one setting (one per seed)."""
+    mine = [r[key] for r in saved["rows"] if r["setting"] == setting]
+    return sum(mine) / len(mine)
+
+
 def successors(saved: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """bench_successors.py's four combinations as two tables that fit the book's column, one row per
     combination in each: what they learned (seeds, the loss check, the best conv layer over the
@@ -130,13 +136,13 @@ def successors(saved: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     share of ids that changed and of images that moved between clusterings, training minutes)."""
     learned, behaved = [], []
     for name, cell in saved["summary"]["per"].items():
-        mine = [r for r in saved["rows"] if r["setting"] == name]
-        learned.append({"setting": name, "seeds": len(mine), "loss/log k": round(cell["check"]["loss_share"], 2),
+        learned.append({"setting": name, "seeds": sum(r["setting"] == name for r in saved["rows"]),
+                        "loss/log k": round(cell["check"]["loss_share"], 2),
                         "gap [95 % CI]": interval_text(cell["gain"]),
                         "verdict": verdict(cell["gain"]) if cell["gain"]["n"] > 1 else "1 seed"})
-        behaved.append({"setting": name, "ids changed": round(sum(r["ids_changed"] for r in mine) / len(mine), 2),
-                        "moved": round(sum(r["ids_moved"] for r in mine) / len(mine), 2),
-                        "min": round(sum(r["train_minutes"] for r in mine) / len(mine), 1)})
+        behaved.append({"setting": name, "ids changed": round(_mean_of(saved, name, "ids_changed"), 2),
+                        "moved": round(_mean_of(saved, name, "ids_moved"), 2),
+                        "min": round(_mean_of(saved, name, "train_minutes"), 1)})
     return pd.DataFrame(learned).set_index("setting"), pd.DataFrame(behaved).set_index("setting")
 
 
@@ -145,21 +151,16 @@ SOLO_LEARN_DCV2 = {"backbone": "ResNet-18", "epochs": 1000, "accuracy": 88.85}
 
 
 def successors_report(saved: dict) -> str:
-    """The lines under :func:`successors`' tables: each combination's did-it-train verdict, the best
-    fitted one's lead over each other one (paired by seed, with the word its interval allows), and
+    """The lines under :func:`successors`' tables: :func:`dctutor.labs.tables.verdict_lines`, then
     how far the fixed budget got (best conv layer, epochs, minutes) beside solo-learn's published
     DeepCluster-v2 on the whole of CIFAR-10 (:data:`SOLO_LEARN_DCV2`)."""
     summary = saved["summary"]
-    lines = [f"{name}:\n  {cell['check']['line']}" for name, cell in summary["per"].items()]
-    lines += [f"{summary['best']} minus {name}:\n  {interval_text(lead)} points, {verdict(lead, 'ahead', 'behind')}"
-              for name, lead in summary["lead"].items()]
-    if summary["left_out"]:
-        lines.append(f"did not train, so left out: {summary['left_out']}")
+    lines = verdict_lines(summary)
     for name, cell in summary["per"].items():
-        mine = [r for r in saved["rows"] if r["setting"] == name]
-        minutes = sum(r["train_minutes"] for r in mine) / len(mine)
-        lines.append(f"{name}: best conv layer {100 * cell['trained']['mean']:.1f} %\n  after {mine[0]['epochs']} "
-                     f"epochs over {saved['n_train']} images, {minutes:.1f} min on {saved['threads']} thread(s)")
+        epochs = next(r["epochs"] for r in saved["rows"] if r["setting"] == name)
+        lines.append(f"{name}: best conv layer {100 * cell['trained']['mean']:.1f} %\n  after {epochs} "
+                     f"epochs over {saved['n_train']} images, {_mean_of(saved, name, 'train_minutes'):.1f} min "
+                     f"on {saved['threads']} thread(s)")
     anchor = SOLO_LEARN_DCV2
     lines.append(f"solo-learn's DeepCluster-v2 ({anchor['backbone']}, {anchor['epochs']} epochs over\n"
                  f"  the 50000 training images, on a GPU): {anchor['accuracy']} % linear")

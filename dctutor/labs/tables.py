@@ -34,17 +34,25 @@ def interval_frame(summary: dict, *, means: dict[str, str] | None = None, interv
     return pd.DataFrame(rows).set_index(index)
 
 
-def sweep_report(summary: dict, *, index: str = "k", layer: str = "conv5") -> tuple[str, pd.DataFrame]:
-    """What a chapter prints for :func:`dctutor.labs.replicates.summarise_sweep`'s ``summary``:
-    lines with each setting's did-it-train verdict and the best setting's lead over each other one
-    (paired by seed, with the word its interval allows), and a table of the NMI, the mean accuracy
-    of ``layer`` and its gain over the random twins, one row per setting named ``index``."""
-    lines = [f"{index} = {name}:\n  {cells['check']['line'].splitlines()[0]}"
+def verdict_lines(summary: dict, *, label=str, lead_prefix: str = "", check_lines: int | None = None) -> list[str]:
+    """The lines under a sweep's table (:func:`dctutor.labs.replicates.summarise_sweep`'s
+    ``summary``): each setting's did-it-train verdict (its first ``check_lines`` lines, all when
+    None), the best setting's lead over each other one (paired by seed, with the word its interval
+    allows), and the settings left out for not training. ``label`` names a setting in the text."""
+    lines = [f"{label(name)}:\n  " + "\n".join(cells["check"]["line"].splitlines()[:check_lines])
              for name, cells in summary["per"].items()]
-    lines += [f"{layer}, {index} = {summary['best']} minus {index} = {name}:\n  {interval_text(lead)} points, "
+    lines += [f"{lead_prefix}{label(summary['best'])} minus {label(name)}:\n  {interval_text(lead)} points, "
               f"{verdict(lead, 'ahead', 'behind')}" for name, lead in summary["lead"].items()]
     if summary["left_out"]:
         lines.append(f"did not train, so left out: {summary['left_out']}")
+    return lines
+
+
+def sweep_report(summary: dict, *, index: str = "k", layer: str = "conv5") -> tuple[str, pd.DataFrame]:
+    """What a chapter prints for :func:`dctutor.labs.replicates.summarise_sweep`'s ``summary``:
+    :func:`verdict_lines` with each setting named ``index = value``, and a table of the NMI, the
+    mean accuracy of ``layer`` and its gain over the random twins, one row per setting."""
+    lines = verdict_lines(summary, label=lambda name: f"{index} = {name}", lead_prefix=f"{layer}, ", check_lines=1)
     frame = interval_frame(summary["per"], means={"nmi": "NMI"}, scale=1, digits=3, index=index).join(
         interval_frame(summary["per"], means={"trained": f"{layer} %"}, intervals={"gain": "gain [95 % CI]"},
                        verdict_on="gain", index=index))
