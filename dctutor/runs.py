@@ -275,18 +275,27 @@ def model_from_state(state: dict) -> Backbone:
 
 
 def describe_run(run: str | Path) -> dict:
-    """The settings that made a ``dctutor train`` run's network, and the epochs its checkpoint holds:
-    what a benchmark built on the run records, so its numbers say which network they measured."""
+    """The settings that made a run's network, and the epochs its checkpoint holds: what a benchmark
+    built on the run records, so its numbers say which network they measured. A ``dctutor train``
+    folder is read from its ``run.json``; a folder that :func:`dctutor.deepcluster.train_deepcluster`
+    wrote (``out_dir``, a checkpoint only) from the checkpoint's config and arch, its data set unnamed."""
     run = Path(run)
-    settings = read_json(run / SETTINGS)
+    state = load_checkpoint(run)
     keys = ("dataset", "split", "n", "image_size", "arch", "width", "rgb", "k", "batch_size", "lr", "seed",
             "crop_scale", "labeller", "head")
-    dataset = str(settings.get("dataset", ""))
+    if (run / SETTINGS).exists():
+        settings = read_json(run / SETTINGS)
+    else:
+        arch = state.get("arch") or {}
+        settings = dict(state.get("config") or {}) | {
+            "arch": arch.get("name"), "width": arch.get("width"), "rgb": not arch.get("sobel", True),
+            "n": (state.get("data") or {}).get("n")}
+    dataset = str(settings.get("dataset") or "")
     return {key: settings.get(key) for key in keys} | {
         # A folder is named by its last two parts: where it lived on the machine that ran says nothing.
         "dataset": ("folder:" + "/".join(Path(dataset[len("folder:"):]).parts[-2:])
-                    if dataset.startswith("folder:") else dataset),
-        "epochs_done": int(load_checkpoint(run)["epoch"]) + 1}
+                    if dataset.startswith("folder:") else settings.get("dataset")),
+        "epochs_done": int(state["epoch"]) + 1}
 
 
 def save_model(path: str | Path, model: Backbone, **extra) -> Path:

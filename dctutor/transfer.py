@@ -13,8 +13,8 @@ The score is the mean over the 20 classes of the average precision (mAP, :mod:`d
 of the class scores, averaged over several crops of each test image. A randomly initialised
 network trained the same way is the floor (the "Random" rows of Table 2). The book's protocol
 page lists where this departs from the paper's transfer recipe; each departure is a setting of
-:func:`train_transfer` and :func:`predict` (``head_init``, ``train_batchnorm``, ``crop_scale``,
-``crop_ratio``, ``clip_grad``, ``random_crops``), so that ``benchmarks/bench_voc_protocol.py``
+:func:`train_transfer` and :func:`predict` (``head_init``, ``train_batchnorm``, ``freeze_bn_stats``,
+``crop_scale``, ``crop_ratio``, ``clip_grad``, ``random_crops``), so that ``benchmarks/bench_voc_protocol.py``
 can measure it.
 """
 from __future__ import annotations
@@ -146,11 +146,11 @@ class TransferResult:
     seconds: float = 0.0
 
 
-def _set_train_mode(model: Backbone, mode: str) -> None:
-    if mode == "all":
+def _set_train_mode(model: Backbone, mode: str, freeze_bn_stats: bool = False) -> None:
+    if mode == "all" and not freeze_bn_stats:
         model.train()
         return
-    model.eval()  # the frozen body keeps its BatchNorm running statistics
+    model.eval()  # the body keeps its BatchNorm running statistics (its weights may still train)
     model.head.train()
     model.top_layer.train()
 
@@ -177,7 +177,7 @@ def _check_trainable(dataset) -> None:
 def train_transfer(model: Backbone, dataset, mode: str, *, epochs: int = 30, lr: float | None = None,
                    batch_size: int = 64, weight_decay: float = 1e-6, momentum: float = 0.9, views: int = 4,
                    reinit_fc: bool = True, head_init: str = "he", train_batchnorm: bool = False,
-                   crop_scale: tuple[float, float] = BOOK_CROPS["crop_scale"],
+                   freeze_bn_stats: bool = False, crop_scale: tuple[float, float] = BOOK_CROPS["crop_scale"],
                    crop_ratio: tuple[float, float] = BOOK_CROPS["crop_ratio"],
                    clip_grad: float | None = None, seed: int = 0, device: str | torch.device | None = None,
                    progress: bool = True) -> TransferResult:
@@ -189,7 +189,10 @@ def train_transfer(model: Backbone, dataset, mode: str, *, epochs: int = 30, lr:
     cross-entropy, on random crops (area fraction in ``crop_scale``, aspect ratio in
     ``crop_ratio``) and flips of the training images, made for a whole batch at once by
     :class:`dctutor.augment.BatchAugment`. ``lr=None`` takes :data:`DEFAULT_LR` for the mode;
-    ``clip_grad`` clips the gradient norm as the reference code does (at 10).
+    ``clip_grad`` clips the gradient norm as the reference code does (at 10). In ``"all"``,
+    ``freeze_bn_stats`` keeps the body's BatchNorm statistics as pre-training left them while every
+    weight trains, as ``eval_voc_classif.py`` does (``model.features.eval()``); by default they
+    follow the VOC batches, as in standard fine-tuning.
 
     In ``"fc6-8"`` the frozen body is a fixed function, so its output is computed once for
     ``views`` random crops of every image and the head then trains on those cached features, each
@@ -206,6 +209,7 @@ def train_transfer(model: Backbone, dataset, mode: str, *, epochs: int = 30, lr:
     check_int(views, "views", 1, "views=4")
     check_choice(head_init, "head_init", HEAD_INITS)
     check_bool(train_batchnorm, "train_batchnorm")
+    check_bool(freeze_bn_stats, "freeze_bn_stats")
     if not all(hasattr(dataset, a) for a in ("images", "targets", "mask")):
         raise TypeError(f"dataset must be a dctutor.voc.VOCClassification (images, targets, mask), "
                         f"got {type(dataset).__name__}")
@@ -221,11 +225,11 @@ def train_transfer(model: Backbone, dataset, mode: str, *, epochs: int = 30, lr:
         torch.manual_seed(seed + 1)  # crops, flips, order and dropout
         return _train_transfer(model, dataset, mode, epochs, lr, batch_size, weight_decay, momentum, views,
                                dict(reinit_fc=reinit_fc, head_init=head_init, train_batchnorm=train_batchnorm),
-                               crops, clip_grad, seed, dev, progress)
+                               crops, clip_grad, freeze_bn_stats, seed, dev, progress)
 
 
 def _train_transfer(model, dataset, mode, epochs, lr, batch_size, weight_decay, momentum, views, head, crops,
-                    clip_grad, seed, dev, progress) -> TransferResult:
+                    clip_grad, freeze_bn_stats, seed, dev, progress) -> TransferResult:
     net = prepare_transfer(model, mode, dataset.targets.shape[1], seed=seed, **head).to(dev)
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -247,7 +251,7 @@ def _train_transfer(model, dataset, mode, epochs, lr, batch_size, weight_decay, 
         if epoch == drop_at:
             for group in optimizer.param_groups:
                 group["lr"] = lr / 10
-        _set_train_mode(net, mode)
+        _set_train_mode(net, mode, freeze_bn_stats)
         order = torch.randperm(n)
         view = torch.randint(0, views, (n,))
         total, count = 0.0, 0

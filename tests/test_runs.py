@@ -128,3 +128,8 @@ def test_describe_run_names_the_network_a_benchmark_measured(tmp_path):
     settings = json.loads((out / "run.json").read_text())
     (out / "run.json").write_text(json.dumps(settings | {"dataset": "folder:/home/someone/data/cifar/train"}))
     assert describe_run(out)["dataset"] == "folder:cifar/train", "no private path in saved results"
+    (out / "run.json").unlink()
+    from_checkpoint = describe_run(out)
+    assert from_checkpoint["dataset"] is None, "a checkpoint alone does not name its data set"
+    assert {key: from_checkpoint[key] for key in ("k", "width", "n", "rgb", "arch", "epochs_done")} == {
+        "k": 4, "width": 0.125, "n": 64, "rgb": False, "arch": "alexnet", "epochs_done": 2}

@@ -164,6 +164,22 @@ def test_train_batchnorm_trains_bn_scales_but_never_their_statistics(voc):
     assert moved and all(k.rsplit(".", 1)[0] in bn_params and k.endswith(("weight", "bias")) for k in moved)
 
 
+def test_freeze_bn_stats_keeps_the_statistics_of_all_while_the_weights_train(voc):
+    train, _ = voc
+    net = small_net()
+    before = _conv_state(net)
+    stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    frozen = _conv_state(train_transfer(net, train, "all", epochs=1, batch_size=8, freeze_bn_stats=True,
+                                        progress=False).model)
+    tuned = _conv_state(train_transfer(net, train, "all", epochs=1, batch_size=8, progress=False).model)
+    assert stats and all(torch.equal(before[k], frozen[k].cpu()) for k in stats)
+    assert not all(torch.equal(before[k], tuned[k].cpu()) for k in stats), "by default the statistics follow VOC"
+    weights = [k for k in before if k.endswith("weight")]
+    assert not all(torch.equal(before[k], frozen[k].cpu()) for k in weights), "frozen statistics, moving weights"
+    with pytest.raises(TypeError, match="freeze_bn_stats"):
+        train_transfer(net, train, "all", freeze_bn_stats="yes", progress=False)
+
+
 def test_clip_grad_bounds_the_first_step(voc):
     train, _ = voc
     net = small_net()
