@@ -150,3 +150,38 @@ def test_a_chapter_whose_claim_failed_under_one_shift_is_reported_as_such():
     frame, line = chapter_seeds(saved | {"rows": [held, failed]})
     assert line.startswith("04_deepcluster: a claim failed under shift(s) [6]: ClaimFailed")
     assert list(frame["all held"]) == ["yes", "NO"]
+
+
+def _probe(conv: float, random: float) -> list[dict]:
+    return [{"layer": layer, "trained": conv - 0.01 * i, "random": random} for i, layer in
+            enumerate(("conv1", "conv2", "conv3", "conv4", "conv5"))]
+
+
+def test_crop_scales_are_compared_paired_by_seed_and_only_when_both_trained():
+    from dctutor.labs.results import crop_scale
+
+    runs = [{"scale": scale, "seed": s, "loss_last": 2.0, "nmi_last": 0.2, "probe": _probe(acc + 0.01 * s, 0.45)}
+            for scale, acc in ((0.08, 0.50), (0.3, 0.53)) for s in range(3)]
+    saved = {"args": {"k": 100, "scales": [0.08, 0.3]}, "runs": runs}
+    table, lines = crop_scale(saved)
+    assert list(table["trained?"]) == ["yes", "yes"] and table.loc["0.3-1", "best conv %"] == 54.0
+    assert "crops 0.3-1 minus crops 0.08-1:\n  +3.0 [+3.0, +3.0] points, ahead" in lines
+    stuck = [r | {"loss_last": 4.6} if r["scale"] == 0.3 else r for r in runs]
+    table, lines = crop_scale(saved | {"runs": stuck})
+    assert "did not train, so left out: [0.3]" in lines and "minus" not in lines
+    with pytest.raises(ValueError, match="re-run benchmarks/bench_crop_scale.py"):
+        crop_scale(saved | {"runs": [{k: v for k, v in r.items() if k != "loss_last"} for r in runs]})
+
+
+def test_a_voc_variant_is_measured_against_the_books_recipe_in_its_own_setting_paired_by_seed():
+    from dctutor.labs.results import voc_protocol_effects
+
+    rows = [{"variant": variant, "mode": mode, "init": init, "seed": s, "map": base + 0.01 * s + shift}
+            for s in range(3) for init in ("DeepCluster", "Random")
+            for variant, mode, base, shift in (("dctutor", "fc6-8", 0.30, 0), ("dctutor", "all", 0.20, 0),
+                                                ("frozen", "all", 0.20, 0.02), ("same", "fc6-8", 0.30, 0))]
+    table = voc_protocol_effects({"rows": rows})
+    assert table.loc[("frozen", "ALL"), "change [95 % CI]"] == "+2.0 [+2.0, +2.0]"
+    assert table.loc[("frozen", "ALL"), "verdict"] == "raises it", "compared with ALL, not with FC6-8"
+    assert table.loc[("same", "FC6-8"), "verdict"] == "within noise"
+    assert list(table["seeds"]) == [3, 3]

@@ -7,6 +7,7 @@ import math
 import pandas as pd
 
 from ..evidence import best_against_best, did_it_train, summarise_seeds, t_interval, verdict
+from .replicates import summarise_sweep
 from .tables import interval_frame, interval_text, verdict_lines
 
 CONVS = ("conv1", "conv2", "conv3", "conv4", "conv5")
@@ -33,20 +34,22 @@ def epoch_seconds(history: list[dict], skip_first: bool = True) -> float:
     return sum(r["time_extract"] + r["time_cluster"] + r["time_train"] for r in rows) / len(rows)
 
 
-def crop_scale(saved: dict) -> tuple[pd.DataFrame, dict]:
-    """Per crop scale: best conv layer's accuracy (mean), best-against-best gain over the random twin
-    (interval over seeds) and the did-it-train verdict; and the verdicts themselves."""
-    rows, checks = [], {}
-    for scale in saved["args"]["scales"]:
-        mine = [r for r in saved["runs"] if r["scale"] == scale]
-        gaps = [best_against_best(r["probe"]) for r in mine]
-        losses = [r["loss_last"] for r in mine] if all("loss_last" in r for r in mine) else None
-        checks[scale] = did_it_train(losses, saved["args"]["k"], gaps)
-        best = [max(p["trained"] for p in r["probe"] if p["layer"] in CONVS) for r in mine]
-        rows.append({"crops": f"{scale:g}-1", "best conv %": round(100 * sum(best) / len(best), 1),
-                     "best vs random": interval_text(t_interval(gaps)),
-                     "trained?": "yes" if checks[scale]["trained"] else "no"})
-    return pd.DataFrame(rows).set_index("crops"), checks
+def crop_scale(saved: dict) -> tuple[pd.DataFrame, str]:
+    """bench_crop_scale.py's runs, one row per crop scale (best conv layer's accuracy, best-against-best
+    gain over the random twin with its interval over the seeds, did it train), and the lines under
+    the table (:func:`dctutor.labs.tables.verdict_lines`): a scale's lead over the other, paired by
+    seed, counts only between scales whose runs fit their pseudo-labels."""
+    if not all("loss_last" in r for r in saved["runs"]):
+        raise ValueError("this crop-scale file records no final losses: re-run benchmarks/bench_crop_scale.py")
+    rows = [{"scale": r["scale"], "seed": r["seed"], "k": saved["args"]["k"], "loss": r["loss_last"],
+             "nmi": r["nmi_last"], "trained": max(p["trained"] for p in r["probe"] if p["layer"] in CONVS),
+             "gain": best_against_best(r["probe"])} for r in saved["runs"]]
+    summary = summarise_sweep(rows, by="scale")
+    table = pd.DataFrame([{"crops": f"{scale:g}-1", "best conv %": round(100 * cell["trained"]["mean"], 1),
+                           "best vs random": interval_text(cell["gain"]),
+                           "trained?": "yes" if cell["check"]["trained"] else "no"}
+                          for scale, cell in summary["per"].items()]).set_index("crops")
+    return table, "\n".join(verdict_lines(summary, label=lambda scale: f"crops {scale:g}-1"))
 
 
 def collapse(grid: dict) -> pd.DataFrame:
@@ -87,6 +90,25 @@ def voc_protocol(saved: dict) -> pd.DataFrame:
         rows.append({"variant": variant, "setting": mode.upper(), "DC": round(mean["DeepCluster"], 1),
                      "random": round(mean["Random"], 1), "gap [95 % CI]": interval_text(gap),
                      "verdict": verdict(gap, "DC higher", "DC lower")})
+    return pd.DataFrame(rows).set_index(["variant", "setting"])
+
+
+def voc_protocol_effects(saved: dict, init: str = "DeepCluster") -> pd.DataFrame:
+    """Per VOC-protocol variant: how far its one change moves ``init``'s mAP from the book's recipe
+    in the same setting (the "dctutor" row of FC6-8 or ALL), paired by seed, with the word its
+    interval allows. What the protocol page needs to say whether a departure matters."""
+    base = {(r["mode"], r["seed"]): r["map"] for r in saved["rows"]
+            if r["variant"] == "dctutor" and r["init"] == init}
+    rows = []
+    for variant, mode in dict.fromkeys((r["variant"], r["mode"]) for r in saved["rows"]):
+        if variant == "dctutor":
+            continue
+        mine = [r for r in saved["rows"] if (r["variant"], r["mode"], r["init"]) == (variant, mode, init)
+                and (mode, r["seed"]) in base]
+        change = t_interval([r["map"] - base[mode, r["seed"]] for r in mine])
+        rows.append({"variant": variant, "setting": mode.upper(), "seeds": len(mine),
+                     "change [95 % CI]": interval_text(change),
+                     "verdict": verdict(change, "raises it", "lowers it", "within noise")})
     return pd.DataFrame(rows).set_index(["variant", "setting"])
 
 
