@@ -36,12 +36,12 @@ REGIMES = {
 KEYS = ("epoch", "loss", "nmi_labels", "n_empty", "largest", "n_effective", "spread")
 
 
-def run_grid(data, regimes, seeds, width, batch_size, device, log=print) -> list[dict]:
+def run_grid(data, regimes: dict[str, tuple], seeds, width, batch_size, device, log=print) -> list[dict]:
     """One row per (regime, defences, seed) of :func:`dctutor.labs.imbalance.defence_runs`, with the
-    regime's settings and the history cut to the KEYS columns."""
+    regime's settings (``regimes``: name -> (lr, k as a fraction of n, passes, epochs)) and the
+    history cut to the KEYS columns."""
     rows = []
-    for regime in regimes:
-        lr, k_frac, passes, epochs = REGIMES[regime]
+    for regime, (lr, k_frac, passes, epochs) in regimes.items():
 
         def report(run: dict) -> None:
             last = run["history"][-1] if run["history"] else None
@@ -90,6 +90,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="training images")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
+    ap.add_argument("--epochs", type=int, help="epochs of every regime (default: each regime's own)")
     ap.add_argument("--width", type=float, default=0.25)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
@@ -105,8 +106,10 @@ def main() -> None:
         data = load_dataset(f"folder:{data_folder(args.data)}", "train", n=args.n, seed=0)
     if args.order == "shuffled":  # ImageFolder lists images class by class
         data = data.subset(np.random.default_rng(0).permutation(len(data)))
+    regimes = {name: REGIMES[name][:3] + (REGIMES[name][3] if args.epochs is None else args.epochs,)
+               for name in args.regimes}
     start = time.perf_counter()
-    rows = run_grid(data, args.regimes, args.seeds, args.width, args.batch_size, args.device)
+    rows = run_grid(data, regimes, args.seeds, args.width, args.batch_size, args.device)
     table = summary(rows)
     print(f"\n{len(data)} images, AlexNet width {args.width}, seeds {args.seeds}, "
           f"{args.threads} threads ({platform.processor() or platform.machine()}), "
@@ -121,8 +124,8 @@ def main() -> None:
               f"{t.get('min_spread', {}).get('min', float('nan')):.2g} | "
               f"{t['final_nmi']['mean']:.3f} |")
     write_json(args.json, {"args": vars(args) | {"data": args.data.rsplit("/", 1)[-1]}, "n_train": len(data),
-                           "regimes": {name: dict(zip(("lr", "k_frac", "passes", "epochs"), REGIMES[name]))
-                                       for name in args.regimes},
+                           "regimes": {name: dict(zip(("lr", "k_frac", "passes", "epochs"), settings))
+                                       for name, settings in regimes.items()},
                            "runs": rows, "summary": table})
     print(f"saved {args.json}")
 

@@ -21,7 +21,9 @@ end is the mean over all of them with a 95 % t interval, plus the did-it-train v
 from __future__ import annotations
 
 import argparse
+import atexit
 import platform
+import shutil
 import tarfile
 import tempfile
 import time
@@ -43,13 +45,15 @@ class _OutOfTime(Exception):
 
 
 def data_folder(path: str) -> Path:
-    """A folder with train/ and test/: ``path`` itself, or the tarball unpacked to a temp dir."""
+    """A folder with train/ and test/: ``path`` itself, or the tarball unpacked to a temporary folder
+    that is removed when the script ends."""
     p = Path(path)
     if p.is_dir():
         return p
     if not p.is_file():
         raise FileNotFoundError(f"--data {path} is neither a folder nor a tarball")
     out = Path(tempfile.mkdtemp(prefix="cifar10-jpeg-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
     with tarfile.open(p) as tar:
         tar.extractall(out, filter="data")
     tops = [d for d in out.iterdir() if d.is_dir()]

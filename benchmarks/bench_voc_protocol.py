@@ -1,7 +1,7 @@
 """Which departures from the reference VOC recipe move the score? The protocol page's VOC rows, measured.
 
     PYTHONPATH=. python benchmarks/bench_voc_protocol.py --run /tmp/dc_c20k \\
-        --voc ../shared/data/voc2007-trainval-256.tar.gz --image-size 32 --seeds 0 1
+        --voc ../shared/data/voc2007-trainval-256.tar.gz --image-size 32 --seeds 0 1 2
 
 ``--run`` is a folder written by ``dctutor train`` (e.g. on CIFAR-10). Every variant below changes one
 thing of dctutor's transfer recipe towards ``eval_voc_classif.py`` (facebookresearch/deepcluster) and
@@ -12,6 +12,8 @@ per seed:
 * ``all, equal epochs``: ALL trained for as many epochs as FC6-8 (the book's ALL gets fewer);
 * ``reference head``: N(0, 0.01) weights and biases of 0.1;
 * ``BatchNorm trained``: BatchNorm scales and shifts train in FC6-8 (``--train_batchnorm 1``);
+* ``BatchNorm frozen``: in ALL, the body's BatchNorm statistics stay as pre-training left them
+  (``model.features.eval()``) while every weight trains;
 * ``reference crops``: square crops of 10-50 %, and 10 random such crops at test;
 * ``clip 0.5``: gradient norm clipped at 0.5, the reference's 10 on its loss, which sums the 20
   classes where dctutor's averages them;
@@ -19,6 +21,8 @@ per seed:
 
 Prints the mean mAP (scikit-learn AP, the column comparable with Table 2) per variant and init, and
 saves every row to ``--json``; the tarball is unpacked to a temporary folder that is deleted after.
+``--variants`` runs some of the variants only: their rows replace those of the same variant and
+seed in ``--json`` when it was made from the same network and settings, and the others are kept.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ import numpy as np
 
 from bench_voc import voc_root
 from dctutor.evaluate import random_like
-from dctutor.runs import describe_run, load_model, write_json
+from dctutor.runs import describe_run, load_model, read_json, write_json
 from dctutor.transfer import REFERENCE_CROPS, compare_transfer
 from dctutor.voc import VOCClassification
 
@@ -43,10 +47,24 @@ VARIANTS = [
     ("all, equal epochs", "all", {}, False),
     ("reference head", "fc6-8", {"head_init": "reference"}, False),
     ("BatchNorm trained", "fc6-8", {"train_batchnorm": True}, False),
+    ("BatchNorm frozen", "all", {"freeze_bn_stats": True}, False),
     ("reference crops", "fc6-8", dict(REFERENCE_CROPS), True),
     ("clip 0.5", "fc6-8", {"clip_grad": 0.5}, False),
     ("lr 0.06", "fc6-8", {"lr": 0.06}, False),
 ]
+
+
+def _merge(path: str, settings: dict, rows: list[dict]) -> list[dict]:
+    """``rows`` with the rows of ``path`` kept where they were made from the same network and settings
+    and are not run again here (same variant and seed); a file made otherwise is replaced whole."""
+    if not Path(path).exists():
+        return rows
+    saved = read_json(path, "benchmark results")
+    if any(saved["args"].get(key) != value for key, value in settings.items()):
+        print(f"{path} was made from another network or other settings: replacing it", file=sys.stderr)
+        return rows
+    fresh = {(r["variant"], r["seed"]) for r in rows}
+    return [r for r in saved["rows"] if (r["variant"], r["seed"]) not in fresh] + rows
 
 
 def main(argv: list[str]) -> int:
@@ -56,11 +74,14 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--epochs-fc", type=int, default=30)
     ap.add_argument("--epochs-all", type=int, default=6, help="the book's ALL budget ('dctutor' row)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--variants", nargs="+", choices=list(dict.fromkeys(v[0] for v in VARIANTS)),
+                    help="run only these (default: all)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json", default="benchmarks/results/voc_protocol.json")
     args = ap.parse_args(argv)
     pretrained = load_model(args.run)
+    chosen = [v for v in VARIANTS if not args.variants or v[0] in args.variants]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = voc_root(args.voc, tmp)
@@ -68,24 +89,29 @@ def main(argv: list[str]) -> int:
         val = VOCClassification(root, "val", image_size=args.image_size, progress=False)
     for seed in args.seeds:
         nets = {"DeepCluster": pretrained, "Random": random_like(pretrained, seed)}
-        for name, mode, recipe, random_test in VARIANTS:
-            epochs = args.epochs_all if (mode, name) == ("all", "dctutor") else args.epochs_fc
+        for name, mode, recipe, random_test in chosen:
+            epochs = args.epochs_fc if mode == "fc6-8" or name == "all, equal epochs" else args.epochs_all
             t0 = time.perf_counter()
             for row in compare_transfer(nets, train, val, modes=(mode,), epochs={mode: epochs}, seed=seed,
                                         random_test_crops=random_test, device=args.device, progress=False,
                                         **recipe):
                 rows.append({"variant": name, "epochs": epochs, "seed": seed, **row})
             print(f"seed {seed} {name:18s} {mode:6s} {time.perf_counter() - t0:5.0f} s", file=sys.stderr)
-    print(f"VOC 2007 train ({len(train)}) -> val ({len(val)}), {args.image_size} px, seeds {args.seeds}; "
-          f"mAP (%), mean over seeds\n")
+    settings = {"run": describe_run(args.run), "voc": Path(args.voc).name, "image_size": args.image_size,
+                "epochs_fc": args.epochs_fc, "epochs_all": args.epochs_all}
+    rows = _merge(args.json, settings, rows)
+    print(f"VOC 2007 train ({len(train)}) -> val ({len(val)}), {args.image_size} px, seeds "
+          f"{sorted({r['seed'] for r in rows})}; mAP (%), mean over seeds\n")
     print("| variant | setting | epochs | DeepCluster | Random | gap |\n|---|---|---:|---:|---:|---:|")
     for name, mode, _, _ in VARIANTS:
         mine = [r for r in rows if r["variant"] == name and r["mode"] == mode]
+        if not mine:
+            continue
         score = {init: 100 * np.mean([r["map"] for r in mine if r["init"] == init])
                  for init in ("DeepCluster", "Random")}
         print(f"| {name} | {mode.upper()} | {mine[0]['epochs']} | {score['DeepCluster']:.1f} | "
               f"{score['Random']:.1f} | {score['DeepCluster'] - score['Random']:+.1f} |")
-    write_json(args.json, {"args": vars(args) | {"run": describe_run(args.run), "voc": Path(args.voc).name},
+    write_json(args.json, {"args": vars(args) | settings | {"seeds": sorted({r["seed"] for r in rows})},
                             "arch": pretrained.arch, "rows": rows})
     print(f"\nsaved {args.json}")
     return 0
