@@ -6,8 +6,8 @@ The reference code crops 8-100 % of a 224 px ImageNet image; dctutor defaults to
 8 % crop of a 32 px image is 9 pixels wide. This script trains the same DeepCluster run with each
 ``--scales`` value for each ``--seeds`` seed (``bench_deepcluster.py``'s loop, evaluation against a
 random twin included) and prints the linear-probe accuracy per conv layer, with the mean over seeds.
-The defaults are the budget at which the paper's recipe trains on CIFAR-10 (``bench_successors.py``:
-5 000 images, 20 epochs); at 10 epochs the runs did not beat their random twins. ``--jobs`` runs
+The defaults are the budget at which the paper's recipe trained in ``bench_successors.py`` (5 000
+CIFAR-10 images, 20 epochs); at 10 epochs neither scale's runs beat their random twins. ``--jobs`` runs
 that many trainings at once, each on ``--threads`` threads. Numbers only (no image) go to ``--json``.
 """
 from __future__ import annotations

@@ -22,7 +22,8 @@ per seed:
 Prints the mean mAP (scikit-learn AP, the column comparable with Table 2) per variant and init, and
 saves every row to ``--json``; the tarball is unpacked to a temporary folder that is deleted after.
 ``--variants`` runs some of the variants only: their rows replace those of the same variant and
-seed in ``--json`` when it was made from the same network and settings, and the others are kept.
+seed in ``--json``, and the others are kept; it refuses a ``--json`` made from another network or
+other settings, whose rows it would drop.
 """
 from __future__ import annotations
 
@@ -54,17 +55,21 @@ VARIANTS = [
 ]
 
 
-def _merge(path: str, settings: dict, rows: list[dict]) -> list[dict]:
-    """``rows`` with the rows of ``path`` kept where they were made from the same network and settings
-    and are not run again here (same variant and seed); a file made otherwise is replaced whole."""
+def _kept_rows(path: str, settings: dict, partial: bool) -> list[dict]:
+    """The rows of ``path`` that this run keeps: all of them when they were made from the same network
+    and settings (the variants run again replace theirs later), none when this run replaces a file
+    made otherwise. A partial run (``--variants``) never replaces such a file: it would drop rows
+    it does not make again, so it stops first, before any training."""
     if not Path(path).exists():
-        return rows
+        return []
     saved = read_json(path, "benchmark results")
-    if any(saved["args"].get(key) != value for key, value in settings.items()):
-        print(f"{path} was made from another network or other settings: replacing it", file=sys.stderr)
-        return rows
-    fresh = {(r["variant"], r["seed"]) for r in rows}
-    return [r for r in saved["rows"] if (r["variant"], r["seed"]) not in fresh] + rows
+    if all(saved.get("args", {}).get(key) == value for key, value in settings.items()):
+        return saved["rows"]
+    if partial:
+        raise SystemExit(f"{path} holds rows of another network or other settings, which --variants would "
+                         f"drop: pass another --json, or run every variant to replace it")
+    print(f"{path} was made from another network or other settings: replacing it", file=sys.stderr)
+    return []
 
 
 def main(argv: list[str]) -> int:
@@ -73,7 +78,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--voc", default="../shared/data/voc2007-trainval-256.tar.gz")
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--epochs-fc", type=int, default=30)
-    ap.add_argument("--epochs-all", type=int, default=6, help="the book's ALL budget ('dctutor' row)")
+    ap.add_argument("--epochs-all", type=int, default=6,
+                    help="the book's ALL budget (every ALL variant but 'all, equal epochs')")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--variants", nargs="+", choices=list(dict.fromkeys(v[0] for v in VARIANTS)),
                     help="run only these (default: all)")
@@ -82,6 +88,9 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     pretrained = load_model(args.run)
     chosen = [v for v in VARIANTS if not args.variants or v[0] in args.variants]
+    settings = {"run": describe_run(args.run), "voc": Path(args.voc).name, "image_size": args.image_size,
+                "epochs_fc": args.epochs_fc, "epochs_all": args.epochs_all}
+    kept = _kept_rows(args.json, settings, partial=len(chosen) < len(VARIANTS))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = voc_root(args.voc, tmp)
@@ -97,9 +106,8 @@ def main(argv: list[str]) -> int:
                                         **recipe):
                 rows.append({"variant": name, "epochs": epochs, "seed": seed, **row})
             print(f"seed {seed} {name:18s} {mode:6s} {time.perf_counter() - t0:5.0f} s", file=sys.stderr)
-    settings = {"run": describe_run(args.run), "voc": Path(args.voc).name, "image_size": args.image_size,
-                "epochs_fc": args.epochs_fc, "epochs_all": args.epochs_all}
-    rows = _merge(args.json, settings, rows)
+    fresh = {(r["variant"], r["seed"]) for r in rows}
+    rows = [r for r in kept if (r["variant"], r["seed"]) not in fresh] + rows
     print(f"VOC 2007 train ({len(train)}) -> val ({len(val)}), {args.image_size} px, seeds "
           f"{sorted({r['seed'] for r in rows})}; mAP (%), mean over seeds\n")
     print("| variant | setting | epochs | DeepCluster | Random | gap |\n|---|---|---:|---:|---:|---:|")

@@ -185,3 +185,5 @@ def test_a_voc_variant_is_measured_against_the_books_recipe_in_its_own_setting_p
     assert table.loc[("frozen", "ALL"), "verdict"] == "raises it", "compared with ALL, not with FC6-8"
     assert table.loc[("same", "FC6-8"), "verdict"] == "within noise"
     assert list(table["seeds"]) == [3, 3]
+    with pytest.raises(ValueError, match="variant dctutor too"):
+        voc_protocol_effects({"rows": [r for r in rows if r["variant"] != "dctutor"]})

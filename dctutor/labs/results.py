@@ -99,12 +99,17 @@ def voc_protocol_effects(saved: dict, init: str = "DeepCluster") -> pd.DataFrame
     interval allows. What the protocol page needs to say whether a departure matters."""
     base = {(r["mode"], r["seed"]): r["map"] for r in saved["rows"]
             if r["variant"] == "dctutor" and r["init"] == init}
+    if not base:
+        raise ValueError(f"no 'dctutor' rows of the {init} network to compare the variants with: run "
+                         f"bench_voc_protocol.py with the variant dctutor too")
     rows = []
     for variant, mode in dict.fromkeys((r["variant"], r["mode"]) for r in saved["rows"]):
         if variant == "dctutor":
             continue
         mine = [r for r in saved["rows"] if (r["variant"], r["mode"], r["init"]) == (variant, mode, init)
                 and (mode, r["seed"]) in base]
+        if not mine:  # no seed that the book's recipe ran too
+            continue
         change = t_interval([r["map"] - base[mode, r["seed"]] for r in mine])
         rows.append({"variant": variant, "setting": mode.upper(), "seeds": len(mine),
                      "change [95 % CI]": interval_text(change),
