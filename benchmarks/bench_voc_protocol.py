@@ -108,8 +108,9 @@ def main(argv: list[str]) -> int:
             print(f"seed {seed} {name:18s} {mode:6s} {time.perf_counter() - t0:5.0f} s", file=sys.stderr)
     fresh = {(r["variant"], r["seed"]) for r in rows}
     rows = [r for r in kept if (r["variant"], r["seed"]) not in fresh] + rows
-    print(f"VOC 2007 train ({len(train)}) -> val ({len(val)}), {args.image_size} px, seeds "
-          f"{sorted({r['seed'] for r in rows})}; mAP (%), mean over seeds\n")
+    seeds = sorted({r["seed"] for r in rows})
+    print(f"VOC 2007 train ({len(train)}) -> val ({len(val)}), {args.image_size} px, seeds {seeds}; "
+          f"mAP (%), mean over seeds\n")
     print("| variant | setting | epochs | DeepCluster | Random | gap |\n|---|---|---:|---:|---:|---:|")
     for name, mode, _, _ in VARIANTS:
         mine = [r for r in rows if r["variant"] == name and r["mode"] == mode]
@@ -119,7 +120,7 @@ def main(argv: list[str]) -> int:
                  for init in ("DeepCluster", "Random")}
         print(f"| {name} | {mode.upper()} | {mine[0]['epochs']} | {score['DeepCluster']:.1f} | "
               f"{score['Random']:.1f} | {score['DeepCluster'] - score['Random']:+.1f} |")
-    write_json(args.json, {"args": vars(args) | settings | {"seeds": sorted({r["seed"] for r in rows})},
+    write_json(args.json, {"args": vars(args) | settings | {"seeds": seeds},
                             "arch": pretrained.arch, "rows": rows})
     print(f"\nsaved {args.json}")
     return 0

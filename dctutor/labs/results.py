@@ -163,7 +163,7 @@ def successors(saved: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     share of ids that changed and of images that moved between clusterings, training minutes)."""
     learned, behaved = [], []
     for name, cell in saved["summary"]["per"].items():
-        learned.append({"setting": name, "seeds": sum(r["setting"] == name for r in saved["rows"]),
+        learned.append({"setting": name, "seeds": cell["gain"]["n"],
                         "loss/log k": round(cell["check"]["loss_share"], 2),
                         "gap [95 % CI]": interval_text(cell["gain"]),
                         "verdict": verdict(cell["gain"]) if cell["gain"]["n"] > 1 else "1 seed"})
