@@ -115,7 +115,10 @@ def test_relu_of_the_embedding_is_what_the_top_layer_sees(model):
 
 def test_the_paper_defaults_are_the_v1_seams_and_give_the_numbers_recorded_before_the_seams():
     """Losses of a fixed tiny run, recorded with the loop as it was before the seams existed
-    (commit 8300083): the seams at their defaults change nothing."""
+    (commit 8300083): the seams at their defaults change nothing. Another CPU's float kernels move
+    the first epoch's loss by about 5e-6 and, through training, the third's by about 0.6 %. Sinkhorn
+    labels move the first by 2e-4, a cosine head every epoch's by 2-18 %, and halting the third's
+    by 3 %: each of those fails one of the two tolerances."""
     assert (DeepClusterConfig().labeller, DeepClusterConfig().head) == ("kmeans", "reinit")
     torch.set_num_threads(1)
     data = load_dataset("shapes", n=96, seed=1)
@@ -124,7 +127,9 @@ def test_the_paper_defaults_are_the_v1_seams_and_give_the_numbers_recorded_befor
         model = alexnet(8, small_input=True, width=0.125, seed=0)
         run = train_deepcluster(model, data, DeepClusterConfig(k=8, epochs=3, batch_size=16, pca_dim=8,
                                 train_passes=2, halt_clustering_after=halt), progress=False)
-        np.testing.assert_allclose([row["loss"] for row in run.history], losses, rtol=1e-6)
+        history = [row["loss"] for row in run.history]
+        np.testing.assert_allclose(history[0], losses[0], rtol=2e-5)
+        np.testing.assert_allclose(history, losses, rtol=1e-2)
 
 
 @pytest.mark.parametrize("labeller, head", COMBINATIONS)
