@@ -145,7 +145,11 @@ def test_a_chapter_whose_claim_failed_under_one_shift_is_reported_as_such():
     saved = {"chapter": "04_deepcluster", "rows": [held]}
     frame, line = chapter_seeds(saved)
     assert line == "04_deepcluster: every claim held under each of 1 seed shift"
-    assert frame.loc[3, "claims"] == 2 and frame.loc[3, "seeds"] == "seed 3"
+    assert frame.loc[3, "claims"] == frame.loc[3, "asserted"] == 2 and frame.loc[3, "seeds"] == "seed 3"
+    verdicts = held | {"claims": ["holds: the loss falls", "not checked for these parameters (seed 0); NMI rises: "
+                                  "holds here too"]}
+    frame, _ = chapter_seeds(saved | {"rows": [verdicts]})
+    assert (frame.loc[3, "claims"], frame.loc[3, "asserted"], frame.loc[3, "all held"]) == (2, 1, "yes")
     failed = held | {"shift": 6, "held": False, "error": "ClaimFailed: claim failed: NMI rises", "claims": []}
     frame, line = chapter_seeds(saved | {"rows": [held, failed]})
     assert line.startswith("04_deepcluster: a claim failed under shift(s) [6]: ClaimFailed")
