@@ -85,6 +85,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--train-passes", type=int, help="passes over the images per clustering")
     ap.add_argument("--crop-scale", type=float, help="smallest crop area (reference code: 0.08)")
+    ap.add_argument("--halt-clustering-after", type=int, default=None,
+                    help="cluster this many times, then train on the last pseudo-labels (default: never halt)")
+    ap.add_argument("--cluster-crop", type=float, default=1.0,
+                    help="central fraction of each side clustered (the paper's: 0.875, 224 of 256)")
     ap.add_argument("--rgb", action="store_true", help="no Sobel layer")
     ap.add_argument("--seed", type=int, default=0,
                     help="seed of the network and the loop (the data subset keeps 0); runs of other seeds "
@@ -111,7 +115,8 @@ def main() -> None:
     train = load_dataset(f"folder:{root}", "train", n=args.n, seed=0)
     test = load_dataset(f"folder:{root}", "test", n=args.n_test, seed=0)
     config = DeepClusterConfig(epochs=args.max_epochs, seed=args.seed, precision=args.precision,
-                               channels_last=args.channels_last, **knobs)
+                               channels_last=args.channels_last, cluster_crop=args.cluster_crop,
+                               halt_clustering_after=args.halt_clustering_after, **knobs)
     out = Path(args.json)
     start, history = time.perf_counter(), []
 
@@ -175,6 +180,9 @@ def main() -> None:
         this["train_minutes"] = earlier[0]["train_minutes"]
     settings = {"recipe": args.recipe, "knobs": knobs, "n": args.n, "n_test": args.n_test, "width": args.width,
                 "rgb": args.rgb, "minutes": args.minutes, "max_epochs": args.max_epochs, "precision": args.precision}
+    # Only when set, so that files saved before these options existed still match.
+    settings |= {key: getattr(args, key) for key, default in (("cluster_crop", 1.0), ("halt_clustering_after", None))
+                 if getattr(args, key) != default}
     kept = [r for r in saved.get("runs", []) if r["seed"] != args.seed and saved.get("settings") == settings]
     runs = sorted(kept + [this], key=lambda r: r["seed"])
     summary = summarise(runs, knobs["k"])

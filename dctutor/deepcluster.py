@@ -97,7 +97,10 @@ class DeepClusterConfig:
     can send useful gradients to the features. ``batch_size`` is at least 2, because BatchNorm
     cannot normalise a batch of one image. ``crop_scale`` is the smallest area fraction of a random
     crop (the reference code's ``RandomResizedCrop`` uses 0.08 on 224 px ImageNet images; 0.3 keeps
-    a 32 px crop recognisable). ``precision="bf16"`` runs extraction and training under bfloat16
+    a 32 px crop recognisable). ``cluster_crop`` is the central fraction of each side that is
+    clustered, resized to the full image (the paper clusters "central cropped images", 224 of 256 px:
+    0.875); 1.0, the default, clusters whole images, since a 32 px image has little border to
+    spare. ``precision="bf16"`` runs extraction and training under bfloat16
     autocast and ``channels_last`` stores activations NHWC: both speed up GPUs with tensor cores
     and are off by default, so CPU results stay in float32. ``halt_clustering_after=E`` stops
     re-clustering after E clusterings (None: never): later epochs skip feature extraction and k-means
@@ -129,6 +132,7 @@ class DeepClusterConfig:
     train_passes: int = 1
     halt_clustering_after: int | None = None
     crop_scale: float = 0.3
+    cluster_crop: float = 1.0
     precision: str = "fp32"
     channels_last: bool = False
     labeller: str = "kmeans"
@@ -152,6 +156,8 @@ class DeepClusterConfig:
             check_int(self.halt_clustering_after, "halt_clustering_after", 1,
                       "halt_clustering_after=5 (None clusters every epoch)")
         check_float(self.crop_scale, "crop_scale", 0, "crop_scale=0.3 (0.08 is the reference code's)",
+                    strict_low=True, high=1)
+        check_float(self.cluster_crop, "cluster_crop", 0, "cluster_crop=1.0 (0.875 is the paper's 224 of 256)",
                     strict_low=True, high=1)
         check_choice(self.precision, "precision", PRECISIONS)
         check_bool(self.channels_last, "channels_last")
@@ -471,7 +477,7 @@ def _train_clustered(model, dataset, labels, optimizer, config, epoch, dev, prog
                         dataset.classes, dataset.name)
     with _autocast(config, dev):
         feats = extract_features(model, mine, batch_size=config.batch_size, device=dev, progress=progress,
-                                 as_numpy=False)
+                                 as_numpy=False, crop=config.cluster_crop)
     feats = gather_rows(feats, len(dataset), group)
     if not bool(torch.isfinite(feats).all()):
         raise FloatingPointError(f"epoch {epoch}: the features are no longer finite, so training diverged; "

@@ -13,12 +13,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .augment import augment_batch
 from .data import ImageDataset, eval_transform
 from .device import pick_device
 from .models import Backbone, check_backbone
 from .progress import tqdm
 from .stream import batches
-from .validation import check_int
+from .validation import check_float, check_int
 
 
 def _check(model: Backbone, dataset: ImageDataset, batch_size: int) -> None:
@@ -33,11 +34,11 @@ def _check(model: Backbone, dataset: ImageDataset, batch_size: int) -> None:
 
 @torch.no_grad()
 def _run(model: Backbone, dataset: ImageDataset, forward: Callable[[torch.Tensor], dict[str, torch.Tensor]],
-         batch_size: int, device, progress: bool, desc: str, on_device: bool = False) -> dict:
+         batch_size: int, device, progress: bool, desc: str, on_device: bool = False, crop: float = 1.0) -> dict:
     dev = pick_device(device)
     was_training = model.training
     model.eval().to(dev)
-    to_input = eval_transform()
+    to_input = eval_transform() if crop == 1.0 else central_crop(dataset.image_size, crop)
     chunks: dict[str, list[torch.Tensor]] = {}
     try:
         spans = [slice(start, start + batch_size) for start in range(0, len(dataset), batch_size)]
@@ -52,9 +53,30 @@ def _run(model: Backbone, dataset: ImageDataset, forward: Callable[[torch.Tensor
     return {name: torch.cat(parts) if on_device else torch.cat(parts).numpy() for name, parts in chunks.items()}
 
 
+def _check_crop(crop: float) -> float:
+    return check_float(crop, "crop", 0, "crop=0.875 (the paper's 224 of 256) or 1.0 (the whole image)",
+                       strict_low=True, high=1)
+
+
+def central_crop(size: int, fraction: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 images -> the normalised network input of their central ``fraction`` (of each side),
+    resized back to ``size`` pixels: what the paper clusters (Sec. 3.4, "central cropped images":
+    the reference resizes to 256 and crops 224, ``fraction=0.875``). The crop is resampled as
+    :func:`dctutor.augment.augment_batch` resamples a training crop, so both see the same pixels."""
+    fraction = _check_crop(fraction)
+    side = max(1, round(fraction * size))
+    box = torch.tensor([[(size - side) // 2, (size - side) // 2, side, side]])
+
+    def to_input(images: torch.Tensor) -> torch.Tensor:
+        n = len(images)
+        return augment_batch(images, box.expand(n, 4).to(images.device),
+                             torch.zeros(n, dtype=torch.bool, device=images.device), size)
+    return to_input
+
+
 def extract_features(model: Backbone, dataset: ImageDataset, layer: str | None = None, *, batch_size: int = 256,
                      device: str | torch.device | None = None, pool: int | None = None,
-                     progress: bool = True, as_numpy: bool = True) -> np.ndarray | torch.Tensor:
+                     progress: bool = True, as_numpy: bool = True, crop: float = 1.0) -> np.ndarray | torch.Tensor:
     """The features of every image of ``dataset`` as a float32 ``(N, D)`` array.
 
     ``as_numpy=False`` returns a tensor left on the compute device instead, so that the loop can
@@ -64,9 +86,11 @@ def extract_features(model: Backbone, dataset: ImageDataset, layer: str | None =
     AlexNet, fc7 before its ReLU). A layer name (one of ``model.layers``) returns that layer's
     output; convolutional maps are flattened, after average-pooling to ``pool x pool`` when given
     (``pool`` applies to maps only: with the embedding or a fully connected layer it is refused, so
-    that it never silently does nothing).
+    that it never silently does nothing). ``crop`` < 1 feeds the network the central crop of that
+    fraction of each side, resized to the full size (:func:`central_crop`), instead of the image.
     """
     _check(model, dataset, batch_size)
+    crop = _check_crop(crop)
     if pool is not None:
         check_int(pool, "pool", 1, "pool=2 (or None to keep the whole map)")
     if layer is None:
@@ -86,7 +110,7 @@ def extract_features(model: Backbone, dataset: ImageDataset, layer: str | None =
                                  f"vectors; drop pool or name a conv layer, one of {list(model.probe_layers)}")
             return {layer: F.adaptive_avg_pool2d(out, pool) if pool is not None else out}
     features = _run(model, dataset, forward, batch_size, device, progress, f"features {layer or 'embedding'}",
-                    on_device=not as_numpy)
+                    on_device=not as_numpy, crop=crop)
     return next(iter(features.values()))
 
 

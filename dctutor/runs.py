@@ -282,7 +282,7 @@ def describe_run(run: str | Path) -> dict:
     run = Path(run)
     state = load_checkpoint(run)
     keys = ("dataset", "split", "n", "image_size", "arch", "width", "rgb", "k", "batch_size", "lr", "seed",
-            "crop_scale", "labeller", "head")
+            "crop_scale", "cluster_crop", "labeller", "head")
     if (run / SETTINGS).exists():
         settings = read_json(run / SETTINGS)
     else:

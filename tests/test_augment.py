@@ -71,3 +71,18 @@ def test_bad_scale_names_the_parameter():
         BatchAugment(32, scale=(0.0, 1.0))
     with pytest.raises(ValueError, match="scale"):
         BatchAugment(32, scale=(0.5, 0.3))
+
+
+def test_central_crop_gives_torchvisions_centre_crop_resized_back():
+    from dctutor.features import central_crop
+
+    images = _images(8, 32, 32)
+    ours = central_crop(32, 0.875)(images)
+    normalise = eval_transform().transforms[1]
+    theirs = torch.stack([normalise(TF.resize(TF.center_crop(image.float(), [28, 28]), [32, 32], antialias=True) / 255)
+                          for image in images])
+    assert torch.allclose(ours, theirs, atol=1e-4)
+    assert torch.allclose(central_crop(32, 1.0)(images), eval_transform()(images), atol=1e-6)
+    for bad, error in ((0.0, ValueError), (1.5, ValueError), ("half", TypeError), (True, TypeError)):
+        with pytest.raises(error, match="crop"):
+            central_crop(32, bad)

@@ -130,6 +130,7 @@ def test_resume_with_another_config_or_model_fails(tiny, tmp_path):
     ("lr", 0.0, ValueError, "lr=0.0"), ("momentum", 1.0, ValueError, "momentum"),
     ("kmeans_backend", "sklearn", ValueError, "kmeans_backend='sklearn' is unknown"),
     ("uniform_sampling", "yes", TypeError, "uniform_sampling"),
+    ("cluster_crop", 0.0, ValueError, "cluster_crop=0.0"), ("cluster_crop", 1.2, ValueError, "cluster_crop=1.2"),
 ])
 def test_bad_config_fails_with_the_field_name(field, value, error, match):
     with pytest.raises(error, match=match):
@@ -366,3 +367,21 @@ def test_the_loop_crops_with_the_configured_scale_and_mirrors_half(tiny):
         _tiny_config(crop_scale=0.0)
     with pytest.raises(ValueError, match="precision"):
         _tiny_config(precision="fp16")
+
+
+def test_the_loop_clusters_the_configured_central_crop(tiny, monkeypatch):
+    import dctutor.deepcluster as dc
+    from dctutor.features import extract_features
+
+    seen = []
+
+    def spy(*args, crop=1.0, **kwargs):
+        seen.append(crop)
+        return extract_features(*args, crop=crop, **kwargs)
+
+    monkeypatch.setattr(dc, "extract_features", spy)
+    whole = train_deepcluster(_model(), tiny, _tiny_config(), device="cpu", progress=False)
+    central = train_deepcluster(_model(), tiny, _tiny_config(cluster_crop=0.875), device="cpu", progress=False)
+    assert seen == [1.0, 0.875]
+    # Same network, same seed: only the pixels clustered differ, and so do the pseudo-labels.
+    assert not np.array_equal(whole.labels, central.labels)

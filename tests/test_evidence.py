@@ -161,20 +161,22 @@ def _probe(conv: float, random: float) -> list[dict]:
             enumerate(("conv1", "conv2", "conv3", "conv4", "conv5"))]
 
 
-def test_crop_scales_are_compared_paired_by_seed_and_only_when_both_trained():
-    from dctutor.labs.results import crop_scale
+def test_knob_values_are_compared_paired_by_seed_and_only_when_both_trained():
+    from dctutor.labs.results import knob
 
-    runs = [{"scale": scale, "seed": s, "loss_last": 2.0, "nmi_last": 0.2, "probe": _probe(acc + 0.01 * s, 0.45)}
-            for scale, acc in ((0.08, 0.50), (0.3, 0.53)) for s in range(3)]
-    saved = {"args": {"k": 100, "scales": [0.08, 0.3]}, "runs": runs}
-    table, lines = crop_scale(saved)
-    assert list(table["trained?"]) == ["yes", "yes"] and table.loc["0.3-1", "best conv %"] == 54.0
-    assert "crops 0.3-1 minus crops 0.08-1:\n  +3.0 [+3.0, +3.0] points, ahead" in lines
-    stuck = [r | {"loss_last": 4.6} if r["scale"] == 0.3 else r for r in runs]
-    table, lines = crop_scale(saved | {"runs": stuck})
-    assert "did not train, so left out: [0.3]" in lines and "minus" not in lines
-    with pytest.raises(ValueError, match="re-run benchmarks/bench_crop_scale.py"):
-        crop_scale(saved | {"runs": [{k: v for k, v in r.items() if k != "loss_last"} for r in runs]})
+    runs = [{"value": value, "seed": s, "loss_last": 2.0, "nmi_last": 0.2, "epochs": epochs + s % 2,
+             "train_minutes": 9.0 + s, "probe": _probe(acc + 0.01 * s, 0.45)}
+            for value, acc, epochs in ((0.25, 0.50, 20), (0.5, 0.53, 7)) for s in range(3)]
+    saved = {"args": {"k": 100, "flag": "width", "values": [0.25, 0.5]}, "runs": runs}
+    table, lines = knob(saved)
+    assert list(table["trained?"]) == ["yes", "yes"] and table.loc["0.5", "best conv %"] == 54.0
+    assert list(table["epochs"]) == ["20-21", "7-8"] and list(table["train min"]) == [10.0, 10.0]
+    assert "--width 0.5 minus --width 0.25:\n  +3.0 [+3.0, +3.0] points, ahead" in lines
+    stuck = [r | {"loss_last": 4.6} if r["value"] == 0.5 else r for r in runs]
+    table, lines = knob(saved | {"runs": stuck})
+    assert "did not train, so left out: [0.5]" in lines and "minus" not in lines
+    with pytest.raises(ValueError, match="re-run benchmarks/bench_knob.py"):
+        knob(saved | {"runs": [{k: v for k, v in r.items() if k != "loss_last"} for r in runs]})
 
 
 def test_a_voc_variant_is_measured_against_the_books_recipe_in_its_own_setting_paired_by_seed():

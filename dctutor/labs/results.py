@@ -34,22 +34,39 @@ def epoch_seconds(history: list[dict], skip_first: bool = True) -> float:
     return sum(r["time_extract"] + r["time_cluster"] + r["time_train"] for r in rows) / len(rows)
 
 
-def crop_scale(saved: dict) -> tuple[pd.DataFrame, str]:
-    """bench_crop_scale.py's runs, one row per crop scale (best conv layer's accuracy, best-against-best
-    gain over the random twin with its interval over the seeds, did it train), and the lines under
-    the table (:func:`dctutor.labs.tables.verdict_lines`): a scale's lead over the other, paired by
-    seed, counts only between scales whose runs fit their pseudo-labels."""
+def knob(saved: dict) -> tuple[pd.DataFrame, str]:
+    """bench_knob.py's runs, one row per value of the knob it varied (best conv layer's accuracy,
+    best-against-best gain over the random twin with its interval over the seeds, epochs and mean
+    minutes of training, did it train), and the lines under the table (:func:`dctutor.labs.tables.verdict_lines`): a value's
+    lead over another, paired by seed, counts only between values whose runs fit their pseudo-labels."""
     if not all("loss_last" in r for r in saved["runs"]):
-        raise ValueError("this crop-scale file records no final losses: re-run benchmarks/bench_crop_scale.py")
-    rows = [{"scale": r["scale"], "seed": r["seed"], "k": saved["args"]["k"], "loss": r["loss_last"],
+        raise ValueError("this benchmark file records no final losses: re-run benchmarks/bench_knob.py")
+    flag = saved["args"]["flag"]
+    rows = [{"value": r["value"], "seed": r["seed"], "k": saved["args"]["k"], "loss": r["loss_last"],
              "nmi": r["nmi_last"], "trained": max(p["trained"] for p in r["probe"] if p["layer"] in CONVS),
              "gain": best_against_best(r["probe"])} for r in saved["runs"]]
-    summary = summarise_sweep(rows, by="scale")
-    table = pd.DataFrame([{"crops": f"{scale:g}-1", "best conv %": round(100 * cell["trained"]["mean"], 1),
+    summary = summarise_sweep(rows, by="value")
+    epochs = {value: [r["epochs"] for r in saved["runs"] if r["value"] == value] for value in summary["per"]}
+    minutes = {value: sum(r["train_minutes"] for r in saved["runs"] if r["value"] == value) / len(epochs[value])
+               for value in summary["per"]}
+    table = pd.DataFrame([{f"--{flag}": f"{value:g}", "epochs": f"{min(epochs[value])}-{max(epochs[value])}"
+                           if min(epochs[value]) != max(epochs[value]) else str(epochs[value][0]),
+                           "train min": round(minutes[value], 1),
+                           "best conv %": round(100 * cell["trained"]["mean"], 1),
                            "best vs random": interval_text(cell["gain"]),
                            "trained?": "yes" if cell["check"]["trained"] else "no"}
-                          for scale, cell in summary["per"].items()]).set_index("crops")
-    return table, "\n".join(verdict_lines(summary, label=lambda scale: f"crops {scale:g}-1"))
+                          for value, cell in summary["per"].items()]).set_index(f"--{flag}")
+    return table, "\n".join(verdict_lines(summary, label=lambda value: f"--{flag} {value:g}"))
+
+
+def knob_command(args: dict) -> list[str]:
+    """The ``bench_knob.py`` command that made a saved file, a few options per line."""
+    budget = f"--epochs {args['epochs']}" + (f" --minutes {args['minutes']:g}" if args.get("minutes") else "")
+    fixed = " ".join(f"--{name} {args[name]:g}" for name in ("k", "width") if name != args["flag"])
+    return [f"python benchmarks/bench_knob.py --flag {args['flag']}",
+            "--values " + " ".join(f"{value:g}" for value in args["values"]),
+            f"--n {args['n']} --n-test {args['n_test']} {budget}", fixed,
+            "--seeds " + " ".join(map(str, args["seeds"]))]
 
 
 def collapse(grid: dict) -> pd.DataFrame:
