@@ -175,6 +175,10 @@ def test_knob_values_are_compared_paired_by_seed_and_only_when_both_trained():
     stuck = [r | {"loss_last": 4.6} if r["value"] == 0.5 else r for r in runs]
     table, lines = knob(saved | {"runs": stuck})
     assert "did not train, so left out: [0.5]" in lines and "minus" not in lines
+    # Varying k moves log k: a loss of 2.5 fits k = 100's labels, not k = 10's (log 10 = 2.3).
+    ks = [r | {"value": {0.25: 10, 0.5: 100}[r["value"]], "loss_last": 2.5} for r in runs]
+    table, lines = knob(saved | {"args": saved["args"] | {"flag": "k"}, "runs": ks})
+    assert list(table["trained?"]) == ["no", "yes"] and "did not train, so left out: [10]" in lines
     with pytest.raises(ValueError, match="re-run benchmarks/bench_knob.py"):
         knob(saved | {"runs": [{k: v for k, v in r.items() if k != "loss_last"} for r in runs]})
 

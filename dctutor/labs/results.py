@@ -42,7 +42,8 @@ def knob(saved: dict) -> tuple[pd.DataFrame, str]:
     if not all("loss_last" in r for r in saved["runs"]):
         raise ValueError("this benchmark file records no final losses: re-run benchmarks/bench_knob.py")
     flag = saved["args"]["flag"]
-    rows = [{"value": r["value"], "seed": r["seed"], "k": saved["args"]["k"], "loss": r["loss_last"],
+    rows = [{"value": r["value"], "seed": r["seed"], "loss": r["loss_last"],
+             "k": int(r["value"]) if flag == "k" else saved["args"]["k"],
              "nmi": r["nmi_last"], "trained": max(p["trained"] for p in r["probe"] if p["layer"] in CONVS),
              "gain": best_against_best(r["probe"])} for r in saved["runs"]]
     summary = summarise_sweep(rows, by="value")
