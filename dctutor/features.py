@@ -2,7 +2,8 @@
 
 The network runs in eval mode (BatchNorm statistics frozen, no dropout) on un-augmented images,
 as DeepCluster does before clustering (Sec. 3.4), whatever transform the data set carries for
-training, and the caller's train/eval mode is restored afterwards.
+training, and the caller's train/eval mode is restored afterwards. The images are whole by
+default; ``crop`` feeds their central part instead, as the paper's "central cropped images".
 """
 from __future__ import annotations
 
