@@ -161,6 +161,18 @@ def _probe(conv: float, random: float) -> list[dict]:
             enumerate(("conv1", "conv2", "conv3", "conv4", "conv5"))]
 
 
+def test_knob_command_gives_the_budget_only_when_timed_and_never_the_varied_knob_twice():
+    from dctutor.labs.results import knob_command
+
+    args = {"flag": "k", "values": [10, 100], "n": 5000, "n_test": 5000, "epochs": 35, "k": 100, "width": 0.25,
+            "seeds": [0, 1, 2]}
+    for untimed in (None, float("nan")):
+        lines = knob_command(args | {"minutes": untimed})
+        assert lines[2] == "--n 5000 --n-test 5000 --epochs 35" and lines[3] == "--width 0.25"
+    lines = knob_command(args | {"flag": "width", "values": [0.25, 0.5], "minutes": 9.0})
+    assert lines[1:4] == ["--values 0.25 0.5", "--n 5000 --n-test 5000 --epochs 35 --minutes 9", "--k 100"]
+
+
 def test_knob_values_are_compared_paired_by_seed_and_only_when_both_trained():
     from dctutor.labs.results import knob
 

@@ -62,7 +62,8 @@ def knob(saved: dict) -> tuple[pd.DataFrame, str]:
 
 def knob_command(args: dict) -> list[str]:
     """The ``bench_knob.py`` command that made a saved file, a few options per line."""
-    budget = f"--epochs {args['epochs']}" + (f" --minutes {args['minutes']:g}" if args.get("minutes") else "")
+    minutes = args.get("minutes")  # None in the file, NaN once the results page has read it
+    budget = f"--epochs {args['epochs']}" + (f" --minutes {minutes:g}" if minutes and math.isfinite(minutes) else "")
     fixed = " ".join(f"--{name} {args[name]:g}" for name in ("k", "width") if name != args["flag"])
     return [f"python benchmarks/bench_knob.py --flag {args['flag']}",
             "--values " + " ".join(f"{value:g}" for value in args["values"]),
