@@ -81,8 +81,8 @@ def main() -> None:
         mine = [r for r in runs if r["value"] == value]
         cells = [sum(100 * next(p["trained"] for p in r["probe"] if p["layer"] == layer) for r in mine) / len(mine)
                  for layer in layers]
-        print(f"| {value:g} | " + " | ".join(f"{c:.1f}" for c in cells) +
-              f" | {sum(r['epochs'] for r in mine) / len(mine):.1f} | {sum(r['nmi_last'] for r in mine) / len(mine):.3f} |")
+        epochs, nmi_last = (sum(r[key] for r in mine) / len(mine) for key in ("epochs", "nmi_last"))
+        print(f"| {value:g} | " + " | ".join(f"{c:.1f}" for c in cells) + f" | {epochs:.1f} | {nmi_last:.3f} |")
     write_json(args.json, {"args": vars(args) | {"data": Path(args.data).name}, "runs": runs})
     print(f"\nsaved {args.json}")
 

@@ -35,10 +35,11 @@ def epoch_seconds(history: list[dict], skip_first: bool = True) -> float:
 
 
 def knob(saved: dict) -> tuple[pd.DataFrame, str]:
-    """bench_knob.py's runs, one row per value of the knob it varied (best conv layer's accuracy,
-    best-against-best gain over the random twin with its interval over the seeds, epochs and mean
-    minutes of training, did it train), and the lines under the table (:func:`dctutor.labs.tables.verdict_lines`): a value's
-    lead over another, paired by seed, counts only between values whose runs fit their pseudo-labels."""
+    """bench_knob.py's runs, one row per value of the knob it varied (epochs and mean minutes of
+    training, best conv layer's accuracy, best-against-best gain over the random twin with its
+    interval over the seeds, did it train), and the lines under the table
+    (:func:`dctutor.labs.tables.verdict_lines`): a value's lead over another, paired by seed, counts
+    only between values whose runs fit their pseudo-labels."""
     if not all("loss_last" in r for r in saved["runs"]):
         raise ValueError("this benchmark file records no final losses: re-run benchmarks/bench_knob.py")
     flag = saved["args"]["flag"]
