@@ -52,6 +52,8 @@ def main() -> None:
     args.json = args.json or f"benchmarks/results/{args.flag.replace('-', '_')}_cifar10_cpu.json"
     fixed = {"k": args.k, "width": args.width}
     integer = args.flag in ("k", "batch-size", "train-passes", "halt-clustering-after")
+    if integer and any(value != int(value) for value in args.values):
+        raise SystemExit(f"--values {args.values}: --{args.flag} takes whole numbers, e.g. --values 10 100")
     with tempfile.TemporaryDirectory() as tmp:
 
         def run(value: float, seed: int) -> dict:
